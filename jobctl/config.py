@@ -1,0 +1,189 @@
+"""Settings: built once from the environment and `jobctl.toml`, then passed explicitly (SPEC §5)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from jobctl.errors import ConfigError
+from jobctl.queues import DEFAULT_POLICIES, Registry, override
+
+CONFIG_FILE = "jobctl.toml"
+
+# setting name -> (environment variable, default)
+_ENV: dict[str, tuple[str, str | None]] = {
+    "redis_url": ("JOBCTL_REDIS_URL", None),
+    "database_url": ("JOBCTL_DATABASE_URL", None),
+    "data_dir": ("JOBCTL_DATA_DIR", None),
+    "smtp_url": ("JOBCTL_SMTP_URL", None),
+    "mail_from": ("JOBCTL_MAIL_FROM", "jobctl@localhost"),
+    "onesignal_app_id": ("JOBCTL_ONESIGNAL_APP_ID", None),
+    "onesignal_api_key": ("JOBCTL_ONESIGNAL_API_KEY", None),
+    "onesignal_url": ("JOBCTL_ONESIGNAL_URL", "https://api.onesignal.com"),
+    "storage_url": ("JOBCTL_STORAGE_URL", None),
+    "s3_endpoint_url": ("JOBCTL_S3_ENDPOINT_URL", None),
+    "webhook_target_url": ("JOBCTL_WEBHOOK_TARGET_URL", None),
+    "webhook_secret": ("JOBCTL_WEBHOOK_SECRET", None),
+    "alert_webhook_url": ("JOBCTL_ALERT_WEBHOOK_URL", None),
+}
+SECRET_FIELDS = ("onesignal_api_key", "webhook_secret", "alert_webhook_url")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything jobctl reads from its environment; built once per process."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    database_url: str = ""
+    data_dir: Path = Path(".jobctl-data")
+    smtp_url: str | None = None
+    mail_from: str = "jobctl@localhost"
+    onesignal_app_id: str | None = None
+    onesignal_api_key: str | None = None
+    onesignal_url: str = "https://api.onesignal.com"
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
+    webhook_target_url: str | None = None
+    webhook_secret: str | None = None
+    alert_webhook_url: str | None = None
+    templates_dir: Path | None = None
+    retention_days: Mapping[str, float] = field(
+        default_factory=lambda: {"audit-logs": 365, "notifications": 90, "temp-files": 1}
+    )
+    backlog_threshold: int = 1000
+    failed_threshold: int = 1000 // 10
+    alert_cooldown_s: int = 3600
+    heartbeat_ttl_s: int = 30
+    config_path: Path | None = None
+    queues: Registry = field(default_factory=lambda: Registry(DEFAULT_POLICIES))
+
+    def public(self) -> dict[str, object]:
+        """The settings as shown to an operator: passwords and secrets masked."""
+        out: dict[str, object] = {}
+        for name in _ENV:
+            value = getattr(self, name)
+            if name in SECRET_FIELDS and value:
+                value = mask_url(value) if "://" in value else "****"
+            elif isinstance(value, str) and "://" in value:
+                value = mask_url(value)
+            out[name] = value if value is None else str(value)
+        out["data_dir"] = str(self.data_dir)
+        out["config_path"] = str(self.config_path) if self.config_path else None
+        return out
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (and any path token of a webhook) replaced by ****."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "****"
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = quote(parts.username or "", safe="")
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}:****@{host}" if user else f":****@{host}"
+    elif "@" in netloc:
+        netloc = "****@" + netloc.rpartition("@")[2]
+    path = parts.path
+    if parts.scheme in ("http", "https") and "hooks" in parts.netloc + path:
+        path = "/****"
+    return urlunsplit((parts.scheme, netloc, path, parts.query and "****", ""))
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    if env.get("JOBCTL_REDIS_URL"):
+        return env["JOBCTL_REDIS_URL"]
+    if env.get("REDIS_URL"):
+        return env["REDIS_URL"]
+    if env.get("REDIS_HOST") or env.get("REDIS_PORT"):
+        host = env.get("REDIS_HOST", "localhost")
+        port = env.get("REDIS_PORT", "6379")
+        if not port.isdigit():
+            raise ConfigError(f"REDIS_PORT must be a port number, got {port!r}")
+        password = env.get("REDIS_PASSWORD")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{host}:{port}/0"
+    return "redis://localhost:6379/0"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """Per-user data directory (XDG), used when JOBCTL_DATA_DIR is unset."""
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", ".")) / ".local" / "share")
+    return Path(base) / "jobctl"
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+
+
+def load(
+    env: Mapping[str, str] | None = None,
+    config: str | Path | None = None,
+    cwd: Path | None = None,
+    redis_url: str | None = None,
+    database_url: str | None = None,
+) -> Settings:
+    """Build Settings: defaults < jobctl.toml < environment < command-line options."""
+    env = dict(os.environ if env is None else env)
+    path: Path | None = Path(config) if config else None
+    if path is None and env.get("JOBCTL_CONFIG"):
+        path = Path(env["JOBCTL_CONFIG"])
+    if path is None and (cand := (cwd or Path.cwd()) / CONFIG_FILE).is_file():
+        path = cand
+    doc = _read_toml(path) if path else {}
+    src = str(path)
+    values: dict[str, object] = {}
+    file_settings = doc.get("settings", {})
+    if not isinstance(file_settings, dict):
+        raise ConfigError(f"{src}: [settings] must be a table")
+    for key, value in file_settings.items():
+        if key not in _ENV:
+            raise ConfigError(f"{src}: [settings] unknown field {key!r}; known: {', '.join(_ENV)}")
+        if not isinstance(value, str):
+            raise ConfigError(f"{src}: [settings] {key} must be a string")
+        values[key] = value
+    for key, (var, default) in _ENV.items():
+        if env.get(var):
+            values[key] = env[var]
+        elif key not in values and default is not None:
+            values[key] = default
+    if not env.get("JOBCTL_REDIS_URL") and "redis_url" not in values:
+        values["redis_url"] = _redis_url(env)
+    if redis_url:
+        values["redis_url"] = redis_url
+    if database_url:
+        values["database_url"] = database_url
+    data_dir = Path(str(values.pop("data_dir", "") or default_data_dir(env))).expanduser().resolve()
+    if not values.get("database_url"):
+        values["database_url"] = f"sqlite:///{data_dir / 'jobctl.db'}"
+    if not values.get("storage_url"):
+        values["storage_url"] = (data_dir / "storage").resolve().as_uri()
+    registry = _queues(doc.get("queues", {}), src)
+    return Settings(data_dir=data_dir, config_path=path, queues=registry, **values)  # type: ignore[arg-type]
+
+
+def _queues(tables: object, src: str) -> Registry:
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{src}: [queues] must be a table of queue tables")
+    base = Registry(DEFAULT_POLICIES)
+    policies = []
+    for policy in base.policies:
+        fields = tables.get(policy.name, {})
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{src}: [queues.{policy.name}] must be a table")
+        policies.append(override(policy, fields, src) if fields else policy)
+    unknown = sorted(set(tables) - set(base.names()))
+    if unknown:
+        raise ConfigError(f"{src}: unknown queue [queues.{unknown[0]}]; known: {', '.join(base.names())}")
+    return Registry(policies)

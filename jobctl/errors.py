@@ -1,0 +1,67 @@
+"""User-facing errors (with exit codes) and the signals a processor raises.
+
+`JobctlError` subclasses become one red line on stderr and an exit code (SPEC §7).
+`RetryLater` and `PermanentFailure` are job signals: a processor raises them and the
+worker applies them; they never reach the console as errors.
+"""
+
+from __future__ import annotations
+
+
+class JobctlError(Exception):
+    """An error shown to the operator as one line, ending the command with `exit_code`."""
+
+    exit_code = 1
+
+
+class UsageError(JobctlError):
+    """Bad input: unknown queue/job, invalid JSON or payload; nothing was written."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """An invalid settings file or variable."""
+
+
+class NotFound(JobctlError):
+    """A job id or dead-letter id that does not exist."""
+
+    exit_code = 3
+
+
+class ServiceUnavailable(JobctlError):
+    """A required service (Redis, database) does not answer."""
+
+    exit_code = 4
+
+
+class OperationFailed(JobctlError):
+    """The operation failed or partly failed."""
+
+    exit_code = 1
+
+
+class JobSignal(Exception):
+    """Base of the signals a processor raises to steer what happens next."""
+
+
+class RetryLater(JobSignal):
+    """Retry after `delay_s` seconds instead of the policy's back-off (e.g. HTTP 429)."""
+
+    def __init__(self, delay_s: float, reason: str = "retry later") -> None:
+        super().__init__(reason)
+        self.delay_s = max(0.0, float(delay_s))
+        self.reason = reason
+
+
+class PermanentFailure(JobSignal):
+    """Do not retry: the job goes to the dead-letter store at once (e.g. invalid input, HTTP 4xx)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JobTimeout(Exception):
+    """Raised inside a job that ran past its queue's timeout."""

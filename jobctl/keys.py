@@ -1,0 +1,127 @@
+"""Every Redis key jobctl owns, built in one place.
+
+RQ's own keys (job hashes, queue lists, registries) are reached through RQ's API or the
+helpers below that mirror RQ's documented layout; nothing else builds a key with an f-string.
+
+| key                                   | type   | what                                                        |
+|---------------------------------------|--------|-------------------------------------------------------------|
+| `rq:job:{id}`                         | hash   | RQ job hash (JSON data) plus jobctl fields `jc_*`            |
+| `rq:queue:{level}`                    | list   | RQ queue of one priority level (`email`, `email.p3`)          |
+| `rq:queues`                           | set    | RQ's set of queue keys                                       |
+| `rq:wip:{level}`                      | zset   | RQ started registry: job id -> heartbeat deadline (unix s)    |
+| `rq:scheduled:{level}`                | zset   | RQ scheduled registry: delayed jobs and retries -> due time   |
+| `rq:finished:{level}`                 | zset   | RQ finished registry -> expiry; trimmed to the newest N       |
+| `rq:failed:{level}`                   | zset   | RQ failed registry (permanent failures) -> expiry             |
+| `rq:canceled:{level}`                 | zset   | RQ canceled registry                                          |
+| `jobctl:marker:{queue}`               | zset   | wake-up marker: workers block on it when idle                |
+| `jobctl:paused`                       | set    | names of paused queues                                       |
+| `jobctl:worker:{name}`                | hash   | a live worker pool (host, pid, queues, state), expires        |
+| `jobctl:workers`                      | zset   | worker pool names -> last heartbeat                          |
+| `jobctl:active:{name}`                | hash   | a pool's running jobs: job id -> "queue level"               |
+| `jobctl:metrics:{queue}:{minute}`     | hash   | per-minute counters (completed, failed, retried, ms), expire |
+| `jobctl:rate:{scope}`                 | zset   | sliding-log rate limiter of one scope                        |
+| `jobctl:throttle:{queue}`             | string | queue throttled until expiry (HTTP 429 Retry-After)           |
+| `jobctl:once:{scope}`                 | string | at-most-once guard (cleanup per day, schedules per run)       |
+| `jobctl:alert:{name}`                 | string | alert cool-down state                                        |
+| `jobctl:scheduler:heartbeat`          | string | the delayed-job mover ran recently                            |
+"""
+
+from __future__ import annotations
+
+RQ = "rq"
+NS = "jobctl"
+
+
+def job(job_id: str) -> str:
+    """RQ's job hash."""
+    return f"{RQ}:job:{job_id}"
+
+
+def queue_list(level: str) -> str:
+    """RQ's queue list of one level."""
+    return f"{RQ}:queue:{level}"
+
+
+def queues_set() -> str:
+    """RQ's set of all queue keys."""
+    return f"{RQ}:queues"
+
+
+def wip(level: str) -> str:
+    """RQ's started-job registry."""
+    return f"{RQ}:wip:{level}"
+
+
+def scheduled(level: str) -> str:
+    """RQ's scheduled-job registry."""
+    return f"{RQ}:scheduled:{level}"
+
+
+def finished(level: str) -> str:
+    """RQ's finished-job registry."""
+    return f"{RQ}:finished:{level}"
+
+
+def failed(level: str) -> str:
+    """RQ's failed-job registry."""
+    return f"{RQ}:failed:{level}"
+
+
+def canceled(level: str) -> str:
+    """RQ's canceled-job registry."""
+    return f"{RQ}:canceled:{level}"
+
+
+def marker(queue: str) -> str:
+    """Wake-up marker of one queue."""
+    return f"{NS}:marker:{queue}"
+
+
+def paused() -> str:
+    """Set of paused queue names."""
+    return f"{NS}:paused"
+
+
+def worker(name: str) -> str:
+    """A worker pool's description."""
+    return f"{NS}:worker:{name}"
+
+
+def workers() -> str:
+    """Index of worker pools by heartbeat."""
+    return f"{NS}:workers"
+
+
+def active(name: str) -> str:
+    """A pool's running jobs."""
+    return f"{NS}:active:{name}"
+
+
+def metrics(queue: str, minute: int) -> str:
+    """Per-minute counters of one queue."""
+    return f"{NS}:metrics:{queue}:{minute}"
+
+
+def rate(scope: str) -> str:
+    """Sliding log of one rate-limit scope."""
+    return f"{NS}:rate:{scope}"
+
+
+def throttle(queue: str) -> str:
+    """Queue-wide throttle (429) marker."""
+    return f"{NS}:throttle:{queue}"
+
+
+def once(scope: str) -> str:
+    """At-most-once guard."""
+    return f"{NS}:once:{scope}"
+
+
+def alert(name: str) -> str:
+    """Alert cool-down state."""
+    return f"{NS}:alert:{name}"
+
+
+def scheduler_heartbeat() -> str:
+    """Set by whoever moves delayed jobs, with a short expiry."""
+    return f"{NS}:scheduler:heartbeat"

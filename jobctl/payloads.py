@@ -1,0 +1,117 @@
+"""Payload models of every job (SPEC §3), validated at enqueue and again before a job runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt, ValidationError, field_validator
+
+from jobctl.errors import UsageError
+
+TEMPLATES = ("welcome", "password-reset", "notification")
+NonEmpty = Annotated[str, Field(min_length=1, max_length=2000)]
+Dimension = Annotated[StrictInt, Field(ge=1, le=10000)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SendEmail(_Payload):
+    """send-email."""
+
+    to: EmailStr
+    subject: Annotated[str, Field(min_length=1, max_length=998)]
+    template: Literal["welcome", "password-reset", "notification"]
+    data: dict[str, Any] = Field(default_factory=dict)
+    lang: Literal["en", "fr"] = "en"
+    idempotencyKey: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # noqa: N815
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must not contain CR or LF")
+        return value
+
+
+class SendPush(_Payload):
+    """send-push."""
+
+    userId: NonEmpty  # noqa: N815
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    message: Annotated[str, Field(min_length=1, max_length=4000)]
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: Literal["HIGH", "MEDIUM", "LOW"] = "MEDIUM"
+
+
+class ProcessImage(_Payload):
+    """process-image."""
+
+    userId: NonEmpty  # noqa: N815
+    originalPath: NonEmpty  # noqa: N815
+    targetPath: NonEmpty  # noqa: N815
+    maxWidth: Dimension  # noqa: N815
+    maxHeight: Dimension  # noqa: N815
+    quality: Annotated[StrictInt, Field(ge=1, le=100)] = 85
+
+    @field_validator("originalPath", "targetPath")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "\\")) or ".." in parts or "\x00" in value or ":" in parts[0]:
+            raise ValueError("must be a relative storage key that does not escape its base")
+        return value
+
+
+class RetryWebhook(_Payload):
+    """retry-webhook."""
+
+    eventId: NonEmpty  # noqa: N815
+    eventType: NonEmpty  # noqa: N815
+    eventData: dict[str, Any]  # noqa: N815
+    attemptNumber: Annotated[StrictInt, Field(ge=0)] = 0  # noqa: N815
+
+
+class Cleanup(_Payload):
+    """cleanup-audit-logs, cleanup-notifications, cleanup-temp-files."""
+
+    retentionDays: Annotated[StrictInt, Field(ge=1, le=36500)] | None = None  # noqa: N815
+    dryRun: StrictBool = False  # noqa: N815
+
+
+MODELS: dict[str, type[_Payload]] = {
+    "send-email": SendEmail,
+    "send-push": SendPush,
+    "process-image": ProcessImage,
+    "retry-webhook": RetryWebhook,
+    "cleanup-audit-logs": Cleanup,
+    "cleanup-notifications": Cleanup,
+    "cleanup-temp-files": Cleanup,
+}
+
+
+def describe(exc: ValidationError) -> str:
+    """First error as `field.path: reason`."""
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"]) or "(payload)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    return f"{path}: {msg}"
+
+
+def validate(job_name: str, payload: object) -> dict[str, Any]:
+    """The payload, checked and normalised for `job_name`, or a UsageError naming the field."""
+    model = MODELS.get(job_name)
+    if model is None:
+        raise UsageError(f"unknown job {job_name!r}; known jobs: {', '.join(sorted(MODELS))}")
+    if not isinstance(payload, dict):
+        raise UsageError(f"invalid payload for {job_name}: must be a JSON object")
+    try:
+        parsed = model.model_validate(payload)
+    except ValidationError as exc:
+        raise UsageError(f"invalid payload for {job_name}: {describe(exc)}") from None
+    return parsed.model_dump(mode="json", exclude_unset=True)

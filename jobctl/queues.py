@@ -1,0 +1,195 @@
+"""Queue policies: every queue's behaviour on one screen (SPEC §2).
+
+A queue is served through one RQ queue per priority level: the level of the queue's own
+priority keeps the queue's name (`email`), other levels get a suffix (`email.p3`). Lower
+numbers are taken first; FIFO within a level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from jobctl.errors import ConfigError, UsageError
+
+BackoffKind = Literal["exponential", "fixed", "none"]
+PRIORITIES = range(1, 11)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before retry n."""
+
+    kind: BackoffKind = "none"
+    delay_s: float = 0.0
+    max_s: float | None = None
+    jitter: bool = False
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` starts in any sliding window of `per_s` seconds."""
+
+    limit: int
+    per_s: float = 1.0
+    scope: Literal["queue", "job"] = "queue"
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(self.per_s, f"{self.per_s:g}s")
+        suffix = " per job name" if self.scope == "job" else ""
+        return f"{self.limit}/{unit}{suffix}"
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """One queue's defaults."""
+
+    name: str
+    jobs: tuple[str, ...]
+    attempts: int = 1
+    backoff: Backoff = field(default_factory=Backoff)
+    priority: int = 5
+    concurrency: int = 1
+    timeout_s: int = 180
+    rate_limit: RateLimit | None = None
+    keep_completed_s: int = 3600
+    keep_completed_count: int = 1000
+
+    def level(self, priority: int | None = None) -> str:
+        """RQ queue name of one priority level."""
+        p = self.priority if priority is None else priority
+        return self.name if p == self.priority else f"{self.name}.p{p}"
+
+    def levels(self) -> list[tuple[int, str]]:
+        """All (priority, level name) pairs, highest priority first."""
+        return [(p, self.level(p)) for p in PRIORITIES]
+
+
+DEFAULT_POLICIES: tuple[QueuePolicy, ...] = (
+    QueuePolicy("email", ("send-email",), attempts=5, backoff=Backoff("exponential", 3),
+                priority=1, concurrency=10, timeout_s=30, rate_limit=RateLimit(100, 1.0, "job")),
+    QueuePolicy("push", ("send-push",), attempts=3, backoff=Backoff("exponential", 2),
+                priority=2, concurrency=20, timeout_s=10, rate_limit=RateLimit(30, 1.0, "queue")),
+    QueuePolicy("image-processing", ("process-image",), attempts=2, backoff=Backoff("fixed", 5),
+                priority=5, concurrency=5, timeout_s=60),
+    QueuePolicy("webhook-retry", ("retry-webhook",), attempts=10,
+                backoff=Backoff("exponential", 5, max_s=3600), priority=3, concurrency=3, timeout_s=30),
+    QueuePolicy("data-cleanup", ("cleanup-audit-logs", "cleanup-notifications", "cleanup-temp-files"),
+                attempts=1, priority=10, concurrency=1, timeout_s=300),
+)
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*([smh])\s*$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str, scope: Literal["queue", "job"] = "queue") -> RateLimit:
+    """Parse `N/s`, `N/m` or `N/h`."""
+    m = _RATE.match(text)
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"rate limit {text!r} is not N/s, N/m or N/h with N >= 1")
+    return RateLimit(int(m.group(1)), _UNITS[m.group(2)], scope)
+
+
+class Registry:
+    """The queues of one configuration, in priority order, with job-name lookup."""
+
+    def __init__(self, policies: Iterable[QueuePolicy]) -> None:
+        self.policies = tuple(sorted(policies, key=lambda p: p.priority))
+        self._by_name = {p.name: p for p in self.policies}
+        self._by_job = {j: p for p in self.policies for j in p.jobs}
+
+    def names(self) -> list[str]:
+        """Queue names, highest priority first."""
+        return [p.name for p in self.policies]
+
+    def get(self, name: str) -> QueuePolicy:
+        """A queue by name, or a usage error listing the known ones."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UsageError(f"unknown queue {name!r}; known queues: {', '.join(self.names())}") from None
+
+    def for_job(self, job_name: str) -> QueuePolicy:
+        """The queue that runs a job name."""
+        try:
+            return self._by_job[job_name]
+        except KeyError:
+            known = ", ".join(sorted(self._by_job))
+            raise UsageError(f"unknown job {job_name!r}; known jobs: {known}") from None
+
+    def check_job(self, queue: str, job_name: str) -> QueuePolicy:
+        """The queue, after checking the job name belongs to it."""
+        policy = self.get(queue)
+        if job_name not in policy.jobs:
+            raise UsageError(
+                f"unknown job {job_name!r} for queue {queue!r}; known jobs: {', '.join(policy.jobs)}"
+            )
+        return policy
+
+    def level_owner(self, level: str) -> tuple[QueuePolicy, int]:
+        """The queue and priority of an RQ level name."""
+        name, _, suffix = level.rpartition(".p")
+        if name and suffix.isdigit() and name in self._by_name:
+            return self._by_name[name], int(suffix)
+        policy = self.get(level)
+        return policy, policy.priority
+
+
+_FIELDS = {"attempts", "backoff", "backoff_delay_s", "backoff_max_s", "backoff_jitter", "priority",
+           "concurrency", "timeout_s", "rate_limit", "keep_completed_s", "keep_completed_count"}
+
+
+def _int(source: str, key: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{source}: {key} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _num(source: str, key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{source}: {key} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def override(policy: QueuePolicy, fields: dict[str, object], source: str) -> QueuePolicy:
+    """Apply a `[queues.NAME]` table from a config file, validating every field."""
+    where = f"{source}: [queues.{policy.name}]"
+    unknown = sorted(set(fields) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; known: {', '.join(sorted(_FIELDS))}")
+    b = policy.backoff
+    kind = fields.get("backoff", b.kind)
+    if kind not in ("exponential", "fixed", "none"):
+        raise ConfigError(f"{where}: backoff must be \"exponential\", \"fixed\" or \"none\", got {kind!r}")
+    jitter = fields.get("backoff_jitter", b.jitter)
+    if not isinstance(jitter, bool):
+        raise ConfigError(f"{where}: backoff_jitter must be true or false, got {jitter!r}")
+    max_s = fields.get("backoff_max_s", b.max_s)
+    backoff = Backoff(
+        kind,  # type: ignore[arg-type]
+        _num(where, "backoff_delay_s", fields.get("backoff_delay_s", b.delay_s)),
+        None if max_s is None else _num(where, "backoff_max_s", max_s),
+        jitter,
+    )
+    rate = policy.rate_limit
+    if "rate_limit" in fields:
+        raw = fields["rate_limit"]
+        try:
+            rate = None if raw in ("", "none") else parse_rate(str(raw), rate.scope if rate else "queue")
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return replace(
+        policy,
+        attempts=_int(where, "attempts", fields.get("attempts", policy.attempts), 1, 1000),
+        backoff=backoff,
+        priority=_int(where, "priority", fields.get("priority", policy.priority), 1, 10),
+        concurrency=_int(where, "concurrency", fields.get("concurrency", policy.concurrency), 1, 1000),
+        timeout_s=_int(where, "timeout_s", fields.get("timeout_s", policy.timeout_s), 1, 86400),
+        rate_limit=rate,
+        keep_completed_s=_int(where, "keep_completed_s",
+                              fields.get("keep_completed_s", policy.keep_completed_s), 0, 10**8),
+        keep_completed_count=_int(where, "keep_completed_count",
+                                  fields.get("keep_completed_count", policy.keep_completed_count), 0, 10**7),
+    )
