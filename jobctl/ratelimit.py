@@ -1,0 +1,168 @@
+"""The shared rate limiter: a sliding log in Redis, one atomic Lua round trip per decision (SPEC §8).
+
+A scope's log is the zset `keys.rate(scope)` of start times in microseconds. At time `now` a start
+counts while `score > now - window`; a new start is recorded only when fewer than `limit` count.
+So every half-open window `[t, t + window)` holds at most `limit` recorded starts, while two starts
+exactly `window` apart are allowed; no window edge can release a second quota as BullMQ's fixed
+window does. Time is Redis server time (`TIME`, µs) unless the caller passes `now_ms`, so hosts with
+skewed clocks agree (and µs stamps keep a sub-ms gap from sneaking an extra start into a real 1 s
+window). The guarantee needs one non-decreasing clock per scope: do not mix `now_ms` with server
+time on one scope. Memory is O(limit) per scope; the key expires once idle for a window.
+
+Embedding in a larger script ("check throttle + limit, then pop a job", atomically): prepend
+`lua_library()` and call its local functions; times are Lua numbers in µs:
+
+    jobctl_now_us(arg)                            -> tonumber(arg), or server time if arg is nil/''
+    jobctl_throttle_wait_us(key)                  -> µs left on a `keys.throttle(queue)` key, else 0
+    jobctl_rate_wait_us(key, limit, window, now)  -> 0 if a slot is free, else µs until one frees
+                                                     (trims expired starts; records nothing)
+    jobctl_rate_take(key, window, now, member)       records a start; member '' or nil = anonymous
+
+Pass every key in KEYS (cluster-safe); call `take` only after `wait` returned 0 in the same script
+and once a job was really popped. E.g. KEYS = rate, throttle, queue; ARGV = limit, window_us, now_us:
+
+    local now, window = jobctl_now_us(ARGV[3]), tonumber(ARGV[2])
+    local w = math.max(jobctl_throttle_wait_us(KEYS[2]),
+                       jobctl_rate_wait_us(KEYS[1], tonumber(ARGV[1]), window, now))
+    if w > 0 then return {w, false} end
+    local id = redis.call('RPOP', KEYS[3])
+    if id then jobctl_rate_take(KEYS[1], window, now, id) end
+    return {0, id}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis import Redis
+
+from jobctl import keys
+from jobctl.queues import RateLimit
+
+LUA_LIBRARY = """
+local function jobctl_now_us(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function jobctl_throttle_wait_us(key)
+  return math.max(0, redis.call('PTTL', key)) * 1000
+end
+
+local function jobctl_rate_wait_us(key, limit, window_us, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window_us))
+  local n = redis.call('ZCARD', key)
+  if n < limit then return 0 end
+  -- the start whose expiry brings the count back under the limit
+  local e = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+  return math.max(1, tonumber(e[2]) + window_us - now)
+end
+
+local function jobctl_rate_take(key, window_us, now, member)
+  local at = string.format('%.0f', now)
+  if member == nil or member == '' then member = at .. '-' .. redis.call('ZCARD', key) end
+  local old = redis.call('ZSCORE', key, member)
+  if old then  -- a reused token must not move an earlier start: keep that one under an alias
+    local alias, i = member .. '#' .. old, 0
+    while redis.call('ZSCORE', key, alias) do i = i + 1; alias = member .. '#' .. old .. '#' .. i end
+    redis.call('ZADD', key, old, alias)
+  end
+  redis.call('ZADD', key, at, member)
+  local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  redis.call('PEXPIRE', key, math.ceil((math.max(newest, now) - now + window_us) / 1000))
+end
+"""
+
+# KEYS[1] rate key; ARGV: limit, window_us, now_us ('' = server time), member ('' = anonymous)
+ACQUIRE_LUA = LUA_LIBRARY + """
+local limit, window_us = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = jobctl_now_us(ARGV[3])
+local wait = jobctl_rate_wait_us(KEYS[1], limit, window_us, now)
+if wait == 0 then jobctl_rate_take(KEYS[1], window_us, now, ARGV[4]) end
+return {wait, now}
+"""
+
+# KEYS[1] rate key; ARGV: window_us, now_us ('' = server time). Reads only.
+USAGE_LUA = LUA_LIBRARY + """
+local now = jobctl_now_us(ARGV[2])
+return redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now - tonumber(ARGV[1])), '+inf')
+"""
+
+# KEYS[1] throttle key; ARGV[1] ms. Keeps the later of the current and the new expiry.
+THROTTLE_LUA = """
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+"""
+
+
+def lua_library() -> str:
+    """The Lua chunk of local functions to prepend to a script that embeds the limiter check."""
+    return LUA_LIBRARY
+
+
+def wait_for(starts: Sequence[int], limit: int, window: int, now: int) -> int:
+    """Pure model of the Lua decision (any one time unit): 0 if a start is allowed now, else the wait."""
+    live = sorted(t for t in starts if t > now - window)
+    if len(live) < limit:
+        return 0
+    return max(1, live[len(live) - limit] + window - now)
+
+
+def scope_for(queue: str, rate: RateLimit, job_name: str) -> str:
+    """The limiter scope of a queue's policy: the queue, or the queue and job name."""
+    return f"{queue}:{job_name}" if rate.scope == "job" else queue
+
+
+def _now_arg(now_ms: float | None) -> str:
+    return "" if now_ms is None else str(round(now_ms * 1000))
+
+
+class Limiter:
+    """Sliding-log limiter for one scope: at most `limit` acquisitions in any window of `per_s` seconds."""
+
+    def __init__(self, redis: Redis, scope: str, limit: int, per_s: float = 1.0) -> None:
+        if limit < 1 or per_s <= 0:
+            raise ValueError(f"rate limit must be >= 1 per > 0 s, got {limit} per {per_s} s")
+        self.redis = redis
+        self.scope = scope
+        self.key = keys.rate(scope)
+        self.limit = limit
+        self.window_us = max(1, round(per_s * 1_000_000))
+        self._acquire = redis.register_script(ACQUIRE_LUA)
+        self._usage = redis.register_script(USAGE_LUA)
+
+    @classmethod
+    def for_policy(cls, redis: Redis, queue: str, rate: RateLimit, job_name: str) -> Limiter:
+        """The limiter a queue's `RateLimit` asks for."""
+        return cls(redis, scope_for(queue, rate, job_name), rate.limit, rate.per_s)
+
+    def decide(self, now_ms: float | None = None, token: str | None = None) -> tuple[int, int]:
+        """(µs to wait, 0 if a slot was taken; the time of the decision in µs)."""
+        args: list[int | str] = [self.limit, self.window_us, _now_arg(now_ms), token or ""]
+        wait_us, at_us = self._acquire(keys=[self.key], args=args)
+        return int(wait_us), int(at_us)
+
+    def try_acquire(self, now_ms: float | None = None, token: str | None = None) -> float:
+        """0.0 if a slot was taken (recorded), else seconds to wait until one frees (never taken)."""
+        return self.decide(now_ms, token)[0] / 1_000_000
+
+    def release(self, token: str) -> None:
+        """Give back the slot last taken with `token`, for a job that then did not start."""
+        self.redis.zrem(self.key, token)
+
+    def usage(self, now_ms: float | None = None) -> int:
+        """How many starts count in the current window; read-only."""
+        return int(self._usage(keys=[self.key], args=[self.window_us, _now_arg(now_ms)]))
+
+
+def throttle(redis: Redis, queue: str, seconds: float) -> None:
+    """Pause starts on `queue` for `seconds` (HTTP 429), keeping a later expiry if one exists."""
+    ms = round(seconds * 1000)
+    if ms > 0:
+        redis.register_script(THROTTLE_LUA)(keys=[keys.throttle(queue)], args=[ms])
+
+
+def throttled_for(redis: Redis, queue: str) -> float:
+    """Seconds left on the queue's throttle, 0.0 if none; read-only."""
+    return max(0, int(redis.pttl(keys.throttle(queue)))) / 1000.0
