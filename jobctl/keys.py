@@ -3,27 +3,27 @@
 RQ's own keys (job hashes, queue lists, registries) are reached through RQ's API or the
 helpers below that mirror RQ's documented layout; nothing else builds a key with an f-string.
 
-| key                                   | type   | what                                                        |
-|---------------------------------------|--------|-------------------------------------------------------------|
-| `rq:job:{id}`                         | hash   | RQ job hash (JSON data) plus jobctl fields `jc_*`            |
-| `rq:queue:{level}`                    | list   | RQ queue of one priority level (`email`, `email.p3`)          |
-| `rq:queues`                           | set    | RQ's set of queue keys                                       |
-| `rq:wip:{level}`                      | zset   | RQ started registry: job id -> heartbeat deadline (unix s)    |
-| `rq:scheduled:{level}`                | zset   | RQ scheduled registry: delayed jobs and retries -> due time   |
-| `rq:finished:{level}`                 | zset   | RQ finished registry -> expiry; trimmed to the newest N       |
-| `rq:failed:{level}`                   | zset   | RQ failed registry (permanent failures) -> expiry             |
-| `rq:canceled:{level}`                 | zset   | RQ canceled registry                                          |
-| `jobctl:marker:{queue}`               | zset   | wake-up marker: workers block on it when idle                |
-| `jobctl:paused`                       | set    | names of paused queues                                       |
-| `jobctl:worker:{name}`                | hash   | a live worker pool (host, pid, queues, state), expires        |
-| `jobctl:workers`                      | zset   | worker pool names -> last heartbeat                          |
-| `jobctl:active:{name}`                | hash   | a pool's running jobs: job id -> "queue level"               |
-| `jobctl:metrics:{queue}:{minute}`     | hash   | per-minute counters (completed, failed, retried, ms), expire |
-| `jobctl:rate:{scope}`                 | zset   | sliding-log rate limiter of one scope                        |
-| `jobctl:throttle:{queue}`             | string | queue throttled until expiry (HTTP 429 Retry-After)           |
-| `jobctl:once:{scope}`                 | string | at-most-once guard (cleanup per day, schedules per run)       |
-| `jobctl:alert:{name}`                 | string | alert cool-down state                                        |
-| `jobctl:scheduler:heartbeat`          | string | the delayed-job mover ran recently                            |
+| key | type | what |
+| --- | --- | --- |
+| `rq:job:{id}` | hash | RQ job hash (JSON data) plus jobctl fields `jc_*` |
+| `rq:queue:{level}` | list | RQ queue of one priority level (`email`, `email.p3`) |
+| `rq:queues` | set | RQ's set of queue keys |
+| `rq:wip:{level}` | zset | RQ started registry: job id -> heartbeat deadline (unix s) |
+| `rq:scheduled:{level}` | zset | RQ scheduled registry: delayed jobs and retries -> due time |
+| `rq:finished:{level}` | zset | RQ finished registry -> expiry; trimmed to the newest N |
+| `rq:failed:{level}` | zset | RQ failed registry (permanent failures) -> expiry |
+| `rq:canceled:{level}` | zset | RQ canceled registry |
+| `jobctl:marker:{queue}` | zset | wake-up marker: workers block on it when idle |
+| `jobctl:paused` | set | names of paused queues |
+| `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
+| `jobctl:workers` | zset | worker pool names -> last heartbeat |
+| `jobctl:active:{runner}` | hash | a runner process's running jobs: job id -> "level|started (unix s)" |
+| `jobctl:metrics:{queue}:{minute}` | hash | per-minute counters (completed, failed, retried, ms), expire |
+| `jobctl:rate:{scope}` | zset | sliding-log rate limiter of one scope |
+| `jobctl:throttle:{queue}` | string | queue throttled until expiry (HTTP 429 Retry-After) |
+| `jobctl:once:{scope}` | string | at-most-once guard (cleanup per day, schedules per run) |
+| `jobctl:alert:{name}` | string | alert cool-down state |
+| `jobctl:scheduler:heartbeat` | string | the delayed-job mover ran recently |
 """
 
 from __future__ import annotations
@@ -97,9 +97,12 @@ def active(name: str) -> str:
     return f"{NS}:active:{name}"
 
 
+METRICS_PREFIX = f"{NS}:metrics:"
+
+
 def metrics(queue: str, minute: int) -> str:
-    """Per-minute counters of one queue."""
-    return f"{NS}:metrics:{queue}:{minute}"
+    """Per-minute counters of one queue (the Lua scripts build the same from METRICS_PREFIX)."""
+    return f"{METRICS_PREFIX}{queue}:{minute}"
 
 
 def rate(scope: str) -> str:

@@ -14,10 +14,8 @@ def backoff_delay_s(backoff: Backoff, retry_number: int, rand: random.Random | N
     """Wait before retry n (n = 1, 2, …): `base × 2^(n−1)` or fixed, capped, optional full jitter."""
     if backoff.kind == "none" or retry_number < 1:
         return 0.0
-    if backoff.kind == "fixed":
-        delay = backoff.delay_s
-    else:
-        delay = backoff.delay_s * 2.0 ** min(retry_number - 1, 64)
+    exponent = 0 if backoff.kind == "fixed" else min(retry_number - 1, 64)
+    delay = backoff.delay_s * 2.0**exponent
     if backoff.max_s is not None:
         delay = min(delay, backoff.max_s)
     if backoff.jitter:

@@ -1,0 +1,43 @@
+"""`jobctl work`: run the worker pool for some queues (or all)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jobctl.errors import UsageError
+from jobctl.hooks import Hooks
+from jobctl.pool import Pool
+from jobctl.runtime import Runtime
+
+
+def work_cmd(
+    ctx: typer.Context,
+    queues: Annotated[list[str] | None, typer.Argument(help="Queues to serve.", show_default=False)] = None,
+    all_queues: Annotated[bool, typer.Option("--all", help="Serve every queue, in priority order.")] = False,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=512,
+                                                    help="Runner processes (default: the queue policy's).")] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once nothing is waiting or active.")] = False,
+    max_jobs: Annotated[int | None, typer.Option("--max-jobs", min=1, help="Exit after N jobs.")] = None,
+) -> None:
+    """Run workers: retries, back-off, timeouts, priorities; SIGTERM finishes running jobs first."""
+    rt: Runtime = ctx.obj
+    registry = rt.settings.queues
+    if all_queues and queues:
+        raise UsageError("name queues or use --all, not both")
+    names = registry.names() if all_queues else list(dict.fromkeys(queues or []))
+    if not names:
+        raise UsageError(f"name at least one queue or use --all; known queues: {', '.join(registry.names())}")
+    policies = [registry.get(n) for n in names]
+    names = [p.name for p in sorted(policies, key=lambda p: p.priority)]
+    n = concurrency or max(p.concurrency for p in policies)
+    rt.redis  # noqa: B018 - fail fast (exit 4) before forking when Redis is down
+    code = Pool(rt.settings, names, n, burst=burst, max_jobs=max_jobs, hooks=_hooks).run()
+    raise typer.Exit(code)
+
+
+def _hooks(rt: Runtime) -> Hooks:
+    from jobctl.plugins import default_hooks
+
+    return default_hooks(rt)

@@ -1,0 +1,115 @@
+"""Operator controls on queues, jobs and workers (read functions never write)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jobctl import keys
+from jobctl.errors import NotFound, OperationFailed
+from jobctl.jobs import JobView, rq_time, view
+from jobctl.runtime import Runtime
+
+
+def _dec(h: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode(errors="replace") for k, v in h.items()}
+
+
+def show_job(rt: Runtime, job_id: str) -> JobView:
+    """A job's state, or NotFound (exit 3)."""
+    h = rt.redis.hgetall(keys.job(job_id))
+    if not h:
+        raise NotFound(f"no job {job_id!r} (finished jobs are kept 1 hour)")
+    return view(job_id, _dec(h))
+
+
+def cancel_job(rt: Runtime, job_id: str) -> str:
+    """Cancel a waiting or delayed job so it never runs; returns its previous status."""
+    before = rt.scripts.cancel(keys=[keys.job(job_id)], args=[
+        keys.queue_list(""), keys.scheduled(""), keys.canceled(""), rq_time(), keys.job("")])
+    before = before.decode() if isinstance(before, bytes) else str(before)
+    if not before:
+        raise NotFound(f"no job {job_id!r}")
+    if before not in ("queued", "scheduled"):
+        raise OperationFailed(f"job {job_id} is {before}; only queued or scheduled jobs can be cancelled")
+    return before
+
+
+def paused(rt: Runtime) -> set[str]:
+    """Names of paused queues."""
+    return {m.decode() for m in rt.redis.smembers(keys.paused())}
+
+
+def set_paused(rt: Runtime, names: list[str], pause: bool) -> None:
+    """Pause or resume queues (workers stop taking from them; jobs keep arriving)."""
+    for name in names:
+        rt.settings.queues.get(name)
+    if pause:
+        rt.redis.sadd(keys.paused(), *names)
+    else:
+        rt.redis.srem(keys.paused(), *names)
+        for name in names:
+            rt.redis.zadd(keys.marker(name), {"m": 0})
+
+
+def empty_queue(rt: Runtime, name: str) -> int:
+    """Delete every waiting job of a queue (all priority levels); returns how many."""
+    removed = 0
+    for _p, level in rt.settings.queues.get(name).levels():
+        lk = keys.queue_list(level)
+        while True:
+            ids = rt.redis.lpop(lk, 1000)
+            if not ids:
+                break
+            with rt.redis.pipeline(transaction=False) as pipe:
+                for jid in ids:
+                    pipe.delete(keys.job(jid.decode()))
+                pipe.execute()
+            removed += len(ids)
+    return removed
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One live worker pool (SPEC §6 `workers`)."""
+
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    state: str
+    concurrency: int
+    current_jobs: list[str] = field(default_factory=list)
+    last_heartbeat: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for `--json`."""
+        return asdict(self)
+
+
+def list_workers(rt: Runtime) -> list[WorkerView]:
+    """Live worker pools with their running jobs (expired entries are skipped, not deleted)."""
+    from datetime import UTC, datetime
+
+    from jobctl.durations import iso
+
+    names = [n.decode() for n in rt.redis.zrange(keys.workers(), 0, -1)]
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for n in names:
+            pipe.hgetall(keys.worker(n))
+        infos = [_dec(h) for h in pipe.execute()]
+    out = []
+    for name, info in zip(names, infos, strict=True):
+        if not info:
+            continue
+        runners = [r for r in info.get("runners", "").split(",") if r]
+        with rt.redis.pipeline(transaction=False) as pipe:
+            for r in runners:
+                pipe.hkeys(keys.active(r))
+            jobs = [j.decode() for ks in pipe.execute() for j in ks]
+        hb = info.get("heartbeat")
+        out.append(WorkerView(name, info.get("host", "?"), int(info.get("pid", 0)),
+                              info.get("queues", "").split(","), info.get("state", "?"),
+                              int(info.get("concurrency", 0)), jobs,
+                              iso(datetime.fromtimestamp(float(hb), UTC)) if hb else None))
+    return out

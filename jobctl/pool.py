@@ -1,0 +1,284 @@
+"""The worker pool: a supervisor process and N forked runner processes.
+
+The supervisor enforces hard timeouts (a runner past its job's timeout is killed), recovers the
+jobs of runners that died, extends heartbeats, reclaims jobs whose heartbeat expired (another
+host's pool was killed), moves due delayed jobs, and handles graceful and immediate stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+import redis
+
+from jobctl import keys
+from jobctl.config import Settings
+from jobctl.errors import JobTimeout
+from jobctl.hooks import Hooks
+from jobctl.runtime import Runtime
+from jobctl.scheduler import promote
+from jobctl.worker import Runner
+
+log = logging.getLogger("jobctl.pool")
+TICK_S = 0.2
+KILL_GRACE_S = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+class WorkerDied(Exception):
+    """The runner process running a job exited without finishing it."""
+
+
+@dataclass
+class Child:
+    """One runner process."""
+
+    index: int
+    name: str
+    pid: int = 0
+    kill_reason: BaseException | None = None
+    running: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (level, started)
+
+
+class Pool:
+    """Runs `concurrency` runner processes for `queues` until stopped."""
+
+    def __init__(self, settings: Settings, queues: list[str], concurrency: int, burst: bool = False,
+                 max_jobs: int | None = None, hooks: Callable[[Runtime], Hooks] | None = None) -> None:
+        self.settings = settings
+        self.queues = queues
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.make_hooks = hooks or (lambda _rt: Hooks())
+        self.name = f"{socket.gethostname()}.{os.getpid()}"
+        self.children = [Child(i, f"{self.name}.{i}") for i in range(concurrency)]
+        self.rt = Runtime(settings)
+        self.recovery = Runner(self.rt, queues, name=self.name, hooks=self.make_hooks(self.rt))
+        self.levels = [level for q in queues for _p, level in settings.queues.get(q).levels()]
+        self.stopping = 0.0  # time the first stop signal arrived
+        self.cold = False
+        self.claimed = multiprocessing.Value("i", 0)
+        self.max_timeout_s = max(settings.queues.get(q).timeout_s for q in queues)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Supervise until stopped or (with burst / max-jobs) done; returns the exit code."""
+        self.rt.redis.ping()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self._reap_expired()
+        for child in self.children:
+            self._spawn(child)
+        log.info("pool %s serving %s with %d runners", self.name, ",".join(self.queues), len(self.children))
+        last = {"hb": 0.0, "promote": 0.0}
+        try:
+            while any(c.pid for c in self.children):
+                self._reap_children()
+                if self.cold:
+                    self._stop_cold()
+                    break
+                with contextlib.suppress(redis.RedisError):
+                    self._tick(last)
+                time.sleep(TICK_S)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self.rt.redis.delete(keys.worker(self.name))
+                self.rt.redis.zrem(keys.workers(), self.name)
+        log.info("pool %s stopped", self.name)
+        return 0
+
+    def _tick(self, last: dict[str, float]) -> None:
+        now = time.time()
+        self._read_running()
+        self._enforce_timeouts(now)
+        if not self.stopping and now - last["promote"] >= 1.0:
+            promote(self.rt, self.queues)
+            last["promote"] = now
+        if now - last["hb"] >= min(5.0, self.settings.heartbeat_ttl_s / 3):
+            self._heartbeat(now)
+            self._reap_expired()
+            last["hb"] = now
+        if self.burst and not self.stopping and self._drained():
+            self._begin_stop()
+        if self.stopping and now - self.stopping > self.max_timeout_s + KILL_GRACE_S:
+            self.cold = True
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            log.warning("second signal: stopping now, putting running jobs back")
+            self.cold = True
+        else:
+            log.info("signal %d: finishing running jobs, taking no more", signum)
+            self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        self.stopping = time.time()
+        for child in self.children:
+            if child.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    def _stop_cold(self) -> None:
+        for child in self.children:
+            if child.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+        for child in self.children:
+            if child.pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(child.pid, 0)
+                child.pid = 0
+            self._recover(child, requeue=True)
+
+    # -- children ----------------------------------------------------------------------------
+    def _spawn(self, child: Child) -> None:
+        pid = os.fork()
+        if pid:
+            child.pid, child.kill_reason = pid, None
+            return
+        code = 1
+        try:
+            code = self._child_main(child)
+        finally:
+            os._exit(code)
+
+    def _child_main(self, child: Child) -> int:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        rt = Runtime(self.settings)
+        runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt))
+
+        def stop(_s: int, _f: FrameType | None) -> None:
+            runner.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        if self.stopping:
+            return 0
+        runner.work(claim=self._claim, unclaim=self._unclaim)
+        return 0
+
+    def _claim(self) -> bool:
+        if self.max_jobs is None:
+            return True
+        with self.claimed.get_lock():
+            if self.claimed.value >= self.max_jobs:
+                return False
+            self.claimed.value += 1
+            return True
+
+    def _unclaim(self) -> None:
+        if self.max_jobs is not None:
+            with self.claimed.get_lock():
+                self.claimed.value -= 1
+
+    def _reap_children(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = next((c for c in self.children if c.pid == pid), None)
+            if child is None:
+                continue
+            child.pid = 0
+            self._recover(child)
+            done = self.max_jobs is not None and self.claimed.value >= self.max_jobs
+            if not self.stopping and not done and not self.cold:
+                if os.waitstatus_to_exitcode(status) != 0:
+                    log.warning("runner %s exited (%s); restarting", child.name,
+                                os.waitstatus_to_exitcode(status))
+                self._spawn(child)
+
+    def _recover(self, child: Child, requeue: bool = False) -> None:
+        """Apply the failure (or put back) every job a dead runner still held."""
+        try:
+            held = self.rt.redis.hgetall(keys.active(child.name))
+        except redis.RedisError:
+            return  # the heartbeat expiry will reclaim them
+        for raw_id, raw in held.items():
+            job_id, level = raw_id.decode(), raw.decode().split("|")[0]
+            loaded = self.recovery.load(job_id, level)
+            if loaded is None:
+                self.rt.redis.hdel(keys.active(child.name), job_id)
+                continue
+            taken, _owner = loaded
+            error = child.kill_reason or WorkerDied("the runner process died while running the job")
+            decision = self.recovery.fail(taken, error, None, owner=child.name, requeue=requeue)
+            log.warning("job %s of %s: %s -> %s", job_id, taken.queue, error,
+                        "put back" if requeue else (decision.action if decision else "already handled"))
+
+    def _read_running(self) -> None:
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            for child in self.children:
+                pipe.hgetall(keys.active(child.name))
+            results = pipe.execute()
+        for child, held in zip(self.children, results, strict=True):
+            child.running = {}
+            for raw_id, raw in held.items():
+                level, _, started = raw.decode().partition("|")
+                child.running[raw_id.decode()] = (level, float(started or 0))
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for child in self.children:
+            for job_id, (level, started) in child.running.items():
+                timeout_s = self.settings.queues.level_owner(level)[0].timeout_s
+                if child.pid and started and now - started > timeout_s + KILL_GRACE_S:
+                    log.warning("job %s ran past its %ds timeout; killing runner %s", job_id, timeout_s,
+                                child.name)
+                    child.kill_reason = JobTimeout(f"job exceeded its {timeout_s}s timeout (runner killed)")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGKILL)
+
+    def _heartbeat(self, now: float) -> None:
+        pairs = [x for c in self.children for jid, (level, _s) in c.running.items() for x in (level, jid)]
+        if pairs:
+            self.rt.scripts.heartbeat(keys=[], args=[keys.wip(""), self.settings.heartbeat_ttl_s, *pairs])
+        state = "stopping" if self.stopping else ("busy" if pairs else "idle")
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.worker(self.name), mapping={
+                "host": socket.gethostname(), "pid": os.getpid(), "queues": ",".join(self.queues),
+                "concurrency": len(self.children), "state": state, "heartbeat": now,
+                "runners": ",".join(c.name for c in self.children)})
+            pipe.expire(keys.worker(self.name), self.settings.heartbeat_ttl_s * 2)
+            pipe.zadd(keys.workers(), {self.name: now})
+            pipe.execute()
+
+    def _reap_expired(self) -> None:
+        """Reclaim jobs whose runner stopped heart-beating (its whole pool was killed)."""
+        res = self.rt.scripts.expired(keys=[], args=[keys.wip(""), *self.levels])
+        for i in range(0, len(res), 2):
+            level, job_id = res[i].decode(), res[i + 1].decode()
+            loaded = self.recovery.load(job_id, level)
+            if loaded is None:
+                self.rt.redis.zrem(keys.wip(level), job_id)
+                continue
+            taken, owner = loaded
+            lost = WorkerDied(f"worker {owner or '?'} stopped heart-beating while running the job")
+            decision = self.recovery.fail(taken, lost, None, owner=owner or self.name, expired_only=True)
+            if decision:
+                log.warning("job %s of %s reclaimed from %s -> %s", job_id, taken.queue, owner,
+                            decision.action)
+
+    def _drained(self) -> bool:
+        if any(c.running for c in self.children):
+            return False
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            for level in self.levels:
+                pipe.llen(keys.queue_list(level))
+                pipe.zcard(keys.wip(level))
+            if any(pipe.execute()):
+                return False
+        return promote(self.rt, self.queues)[0] == 0

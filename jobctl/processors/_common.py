@@ -1,0 +1,95 @@
+"""Helpers shared by processors: payload parsing, HTTP status policy, outbox files."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from hashlib import sha256
+from typing import TypeVar
+
+import requests
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Column, Engine, Table, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from jobctl.config import mask_url
+from jobctl.db import reachable
+from jobctl.errors import PermanentFailure, RetryLater
+from jobctl.payloads import describe
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_RETRY_AFTER_S = 5.0
+MAX_RETRY_AFTER_S = 3600.0
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class HttpDeferred(Exception):
+    """A remote HTTP service failed in a way worth retrying (5xx, 408, network)."""
+
+
+def parse(model: type[M], payload: object) -> M:
+    """The payload as `model`; an invalid one is a permanent failure naming the field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise PermanentFailure(f"invalid payload: {describe(exc)}") from None
+
+
+def safe_filename(key: str) -> str:
+    """`key` as a file name: itself when already safe, else a cleaned prefix plus a short hash."""
+    cleaned = _SAFE.sub("_", key).strip("._")[:80]
+    if cleaned == key and key:
+        return key
+    return f"{cleaned}-{sha256(key.encode()).hexdigest()[:12]}"
+
+
+def retry_after_s(value: str | None, now: datetime, default: float = DEFAULT_RETRY_AFTER_S) -> float:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped at an hour."""
+    if not value:
+        return default
+    try:
+        delay = float(value.strip())
+    except ValueError:
+        try:
+            delay = (parsedate_to_datetime(value) - now).total_seconds()
+        except (TypeError, ValueError):
+            return default
+    return min(max(delay, 0.0), MAX_RETRY_AFTER_S)
+
+
+def check_response(resp: requests.Response, service: str) -> None:
+    """Nothing on 2xx; RetryLater on 429; HttpDeferred on 408/5xx; PermanentFailure on other codes."""
+    status = resp.status_code
+    if 200 <= status < 300:
+        return
+    detail = f"{service} answered HTTP {status}: {resp.text[:200]!r}"
+    if status == 429:
+        raise RetryLater(retry_after_s(resp.headers.get("Retry-After"), datetime.now(UTC)), detail)
+    if status == 408 or status >= 500:
+        raise HttpDeferred(detail)
+    raise PermanentFailure(detail)
+
+
+def post(session: requests.Session, url: str, service: str, **kwargs: object) -> requests.Response:
+    """POST, turning network errors into HttpDeferred without echoing the URL's secrets."""
+    try:
+        return session.post(url, **kwargs)  # type: ignore[arg-type]
+    except requests.RequestException as exc:
+        raise HttpDeferred(f"{service} at {mask_url(url)} unreachable: {type(exc).__name__}") from None
+
+
+def seen(engine: Engine, column: Column[str], value: str) -> bool:
+    """Whether a row with `column == value` exists (an idempotency record)."""
+    with reachable(engine), engine.connect() as conn:
+        return bool(conn.execute(select(exists().where(column == value))).scalar())
+
+
+def remember(engine: Engine, table: Table, values: dict[str, object]) -> bool:
+    """Insert an idempotency record; False when a concurrent run already recorded it."""
+    try:
+        with reachable(engine), engine.begin() as conn:
+            conn.execute(insert(table).values(**values))
+    except IntegrityError:
+        return False
+    return True
