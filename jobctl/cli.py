@@ -53,6 +53,9 @@ def root(
 def _add_commands() -> None:
     from jobctl.commands import config as config_cmd
     from jobctl.commands import enqueue, jobs, queues, work, workers
+    from jobctl.commands import health as health_cmd
+    from jobctl.commands import metrics as metrics_cmd
+    from jobctl.commands import stats
 
     app.add_typer(queues.app, name="queues")
     app.add_typer(config_cmd.app, name="config")
@@ -60,6 +63,9 @@ def _add_commands() -> None:
     app.command(name="enqueue")(enqueue.enqueue_cmd)
     app.command(name="work")(work.work_cmd)
     app.command(name="workers")(workers.workers_cmd)
+    app.command(name="stats")(stats.stats_cmd)
+    app.command(name="health")(health_cmd.health_cmd)
+    app.command(name="metrics")(metrics_cmd.metrics_cmd)
 
 
 _add_commands()

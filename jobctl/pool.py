@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -25,6 +25,7 @@ from jobctl import keys
 from jobctl.config import Settings
 from jobctl.errors import JobTimeout
 from jobctl.hooks import Hooks
+from jobctl.processors import Processor
 from jobctl.runtime import Runtime
 from jobctl.scheduler import promote
 from jobctl.worker import Runner
@@ -54,12 +55,14 @@ class Pool:
     """Runs `concurrency` runner processes for `queues` until stopped."""
 
     def __init__(self, settings: Settings, queues: list[str], concurrency: int, burst: bool = False,
-                 max_jobs: int | None = None, hooks: Callable[[Runtime], Hooks] | None = None) -> None:
+                 max_jobs: int | None = None, hooks: Callable[[Runtime], Hooks] | None = None,
+                 processors: Mapping[str, Processor] | None = None) -> None:
         self.settings = settings
         self.queues = queues
         self.burst = burst
         self.max_jobs = max_jobs
         self.make_hooks = hooks or (lambda _rt: Hooks())
+        self.processors = processors
         self.name = f"{socket.gethostname()}.{os.getpid()}"
         self.children = [Child(i, f"{self.name}.{i}") for i in range(concurrency)]
         self.rt = Runtime(settings)
@@ -157,7 +160,7 @@ class Pool:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         rt = Runtime(self.settings)
-        runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt))
+        runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt), processors=self.processors)
 
         def stop(_s: int, _f: FrameType | None) -> None:
             runner.stopping = True

@@ -51,3 +51,39 @@ def policies_table(policies: Sequence[QueuePolicy], paused: set[str]) -> Table:
 def mapping_table(title: str, data: Mapping[str, Any]) -> Table:
     """Two-column key/value table."""
     return table(title, ["field", "value"], ((k, "" if v is None else v) for k, v in data.items()))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(seconds)
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def stats_table(generated_at: str, queues: Sequence[Any], flags: Mapping[str, Sequence[str]]) -> Table:
+    """The `jobctl stats` table: one row per queue (metrics.QueueStats), flagged rows in colour."""
+    t = Table(title=f"Queues at {generated_at}", title_justify="left", header_style="bold")
+    for col in ("queue", "waiting", "active", "delayed", "done 1h", "failed 1h", "avg ms", "oldest",
+                "workers", "paused", "dead letters", "attention"):
+        t.add_column(col, justify="left" if col in ("queue", "attention") else "right")
+    for q in queues:
+        why = flags.get(q.name, ())
+        style = "bold red" if "no workers" in why or "failures" in why else ("yellow" if why else None)
+        t.add_row(q.name, str(q.waiting), str(q.active), str(q.delayed), str(q.completed_1h),
+                  str(q.failed_1h), "—" if q.avg_ms_1h is None else f"{q.avg_ms_1h:g}",
+                  _age(q.oldest_waiting_s), str(q.workers), "yes" if q.paused else "no",
+                  "—" if q.dead_letters is None else str(q.dead_letters), ", ".join(why), style=style)
+    return t
+
+
+_STATUS_STYLE = {"OK": "green", "WARNING": "yellow", "CRITICAL": "bold red", "UNKNOWN": "magenta"}
+
+
+def health_table(status: str, checks: Sequence[Any]) -> Table:
+    """The `jobctl health` table: one row per check (health.Check)."""
+    t = Table(title=f"Health: {status}", title_justify="left", header_style="bold")
+    for col in ("check", "status", "message"):
+        t.add_column(col, overflow="fold")
+    for c in checks:
+        t.add_row(c.name, f"[{_STATUS_STYLE.get(c.status, '')}]{c.status}[/]", c.message)
+    return t

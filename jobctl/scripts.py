@@ -6,6 +6,8 @@ is due or a heartbeat has expired. Key prefixes come from `jobctl.keys` as argum
 
 from __future__ import annotations
 
+from jobctl import ratelimit
+
 # Shared helpers, prepended to scripts that need them.
 _PRELUDE = """
 local function now_s()
@@ -42,8 +44,9 @@ return 'queued'
 # ARGV[9]=worker name, ARGV[10]=now iso, ARGV[11]=heartbeat ttl s, ARGV[12]=metrics ttl s
 # ARGV[13]=finish? ('1'/'0'); when '1': ARGV[14]=id, [15]=level, [16]=queue, [17]=result json,
 #   [18]=keep_s, [19]=keep_count, [20]=duration ms
-# ARGV[21]=take? ('1'/'0'); ARGV[22..]=queue,level pairs in priority order
-STEP = _PRELUDE + """
+# ARGV[21]=take? ('1'/'0'); then the take arguments described below.
+# Returns {finished} | {finished, wait_s (rate-limited)} | {finished, id, level, queue, attempt, data, ...}
+STEP = _PRELUDE + ratelimit.LUA_LIBRARY + """
 local jp, qp, wp, fp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local active, paused, mp, mkp = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local worker, now_iso, hb, mttl = ARGV[9], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -78,33 +81,52 @@ if ARGV[13] == '1' then
   end
 end
 if ARGV[21] ~= '1' then return {finished} end
-local is_paused = {}
-for i = 22, #ARGV, 2 do
-  local queue, level = ARGV[i], ARGV[i + 1]
-  if is_paused[queue] == nil then is_paused[queue] = redis.call('SISMEMBER', paused, queue) == 1 end
-  if not is_paused[queue] then
-    local qk = qp .. level
-    while true do
-      local id = redis.call('LPOP', qk)
-      if not id then break end
-      local jk = jp .. id
-      local status = redis.call('HGET', jk, 'status')
-      if status == 'queued' then
-        redis.call('ZADD', wp .. level, now + hb, id)
-        redis.call('HSET', jk, 'status', 'started', 'started_at', now_iso, 'worker_name', worker,
-                   'last_heartbeat', now_iso)
-        local attempt = redis.call('HINCRBY', jk, 'jc_attempt', 1)
-        redis.call('HSET', active, id, level .. '|' .. now)
-        if redis.call('LLEN', qk) > 0 then redis.call('ZADD', mkp .. queue, 0, 'm') end
-        local f = redis.call('HMGET', jk, 'data', 'jc_max', 'jc_rl', 'timeout', 'enqueued_at')
-        return {finished, id, level, queue, attempt, f[1] or '', f[2] or '1', f[3] or '0', f[4] or '',
-                f[5] or ''}
+-- take: ARGV[22]=rate prefix, [23]=throttle prefix, then 5-tuples queue, level, limit, window_us, scope
+local rp, tp = ARGV[22], ARGV[23]
+local now_us = jobctl_now_us(nil)
+local is_paused, blocked, min_wait = {}, {}, 0
+local function note_wait(w) if min_wait == 0 or w < min_wait then min_wait = w end end
+for i = 24, #ARGV, 5 do
+  local queue, level, limit, window, scope = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]),
+                                             tonumber(ARGV[i + 3]), ARGV[i + 4]
+  if is_paused[queue] == nil then
+    is_paused[queue] = redis.call('SISMEMBER', paused, queue) == 1
+    local tw = jobctl_throttle_wait_us(tp .. queue)
+    if tw > 0 then blocked[queue] = true; note_wait(tw) end
+  end
+  local qk = qp .. level
+  while not is_paused[queue] and not blocked[queue] do
+    local id = redis.call('LINDEX', qk, 0)
+    if not id then break end
+    local jk = jp .. id
+    local f = redis.call('HMGET', jk, 'status', 'jc_job', 'data', 'jc_max', 'jc_rl', 'timeout')
+    if f[1] ~= 'queued' then
+      redis.call('LPOP', qk)  -- a cancelled or deleted job id: drop it and look further
+    else
+      local rk = nil
+      if limit > 0 then
+        rk = rp .. queue
+        if scope == 'job' then rk = rk .. ':' .. (f[2] or '') end
+        local w = jobctl_rate_wait_us(rk, limit, window, now_us)
+        if w > 0 then
+          note_wait(w)
+          if scope ~= 'job' then blocked[queue] = true end
+          break
+        end
       end
-      -- a cancelled or deleted job id: drop it and look further
+      redis.call('LPOP', qk)
+      if rk then jobctl_rate_take(rk, window, now_us, id) end
+      redis.call('ZADD', wp .. level, now + hb, id)
+      redis.call('HSET', jk, 'status', 'started', 'started_at', now_iso, 'worker_name', worker,
+                 'last_heartbeat', now_iso)
+      local attempt = redis.call('HINCRBY', jk, 'jc_attempt', 1)
+      redis.call('HSET', active, id, level .. '|' .. now)
+      if redis.call('LLEN', qk) > 0 then redis.call('ZADD', mkp .. queue, 0, 'm') end
+      return {finished, id, level, queue, attempt, f[3] or '', f[4] or '1', f[5] or '0', f[6] or '', ''}
     end
   end
 end
-return {finished}
+return {finished, tostring(min_wait / 1000000)}
 """
 
 # FAIL: apply a failure decision to a started job (guarded: only if still in wip and owned).

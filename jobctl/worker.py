@@ -82,7 +82,12 @@ class Runner:
         self.settings = rt.settings
         self.queues = queues
         self.order = level_order(rt.settings.queues, queues)
-        self.flat_order = [x for pair in self.order for x in pair]
+        self.flat_order = [keys.rate(""), keys.throttle("")]
+        for queue, level in self.order:
+            rate = rt.settings.queues.get(queue).rate_limit
+            self.flat_order += [queue, level, rate.limit if rate else 0, int((rate.per_s if rate else 1) * 1e6),
+                                rate.scope if rate else "queue"]
+        self.rate_wait_s = 0.0
         self.name = name or f"{socket.gethostname()}.{id(self):x}"
         self.hooks = hooks or Hooks()
         self._processors = processors
@@ -124,7 +129,8 @@ class Runner:
         res = self._retrying(lambda: self.rt.scripts.step(keys=[], args=args))
         if done and int(res[0]) == 1:
             self._emit_done(done)
-        if len(res) == 1:
+        if len(res) <= 2:
+            self.rate_wait_s = float(res[1]) if len(res) == 2 else 0.0
             return None
         _, jid, level, queue, attempt, data, max_a, rl, timeout, _enq = (_text(x) for x in res)
         name, payload = _decode(data)
@@ -252,6 +258,9 @@ class Runner:
                     unclaim()
                 if not want:
                     return self.processed
+                if self.rate_wait_s > 0:  # rate-limited or throttled: wait exactly as long as needed
+                    time.sleep(min(self.rate_wait_s, IDLE_BLOCK_S))
+                    continue
                 if burst and not self._promote_due():
                     return self.processed
                 self.wait_for_work(0.05 if burst else IDLE_BLOCK_S)

@@ -189,3 +189,60 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"jobctl-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     return bucket
+
+
+# --- SMTP (aiosmtpd) -------------------------------------------------------------------------
+
+
+@dataclass
+class SmtpServer:
+    """An aiosmtpd server: scripted DATA replies, optional recipient rejection and AUTH."""
+
+    data_replies: list[str] = field(default_factory=list)
+    reject_rcpt: str | None = None
+    messages: list[Any] = field(default_factory=list)
+    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        """Accept the recipient unless this server is scripted to reject it."""
+        if self.reject_rcpt:
+            return self.reject_rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        """Answer the next scripted reply, else store the message."""
+        if self.data_replies:
+            return self.data_replies.pop(0)
+        self.messages.append(envelope)
+        return "250 Message accepted"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        """Accept user/secret-pw only."""
+        from aiosmtpd.smtp import AuthResult
+
+        self.logins.append((data.login, data.password))
+        return AuthResult(success=data.login == b"user" and data.password == b"secret-pw")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Callable[..., SmtpServer]]:
+    """`smtp_server(data_replies=[...], reject_rcpt="550 ...", auth=True)` starts one on a free port."""
+    from aiosmtpd.controller import Controller
+
+    controllers: list[Any] = []
+
+    def start(auth: bool = False, **kwargs: Any) -> SmtpServer:
+        state = SmtpServer(**kwargs)
+        port = free_port()
+        extra = {"authenticator": state.authenticate, "auth_require_tls": False} if auth else {}
+        controller = Controller(state, hostname="127.0.0.1", port=port, **extra)
+        controller.start()
+        controllers.append(controller)
+        state.url = f"smtp://127.0.0.1:{port}"
+        return state
+
+    yield start
+    for controller in controllers:
+        controller.stop()

@@ -1,0 +1,212 @@
+"""One read-only snapshot of every queue, shared by `stats`, `health` and `metrics`.
+
+Workers write per-minute counters (`keys.metrics`) from the Lua steps in `jobctl.scripts`; this
+module only reads. The cost is fixed per queue, whatever the number of jobs: LLEN/ZCARD/LINDEX on
+each priority level, HGETALL of the last 60 minute hashes, one HGET per non-empty level, in two
+pipelined round trips. Reading never writes to Redis (raw read commands only, no RQ cleanup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jobctl import keys
+from jobctl.durations import iso
+from jobctl.jobs import RQ_TIME
+from jobctl.runtime import Runtime
+
+WINDOW_MIN = 60
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's figures (SPEC §6 `stats` JSON names, plus `retried_1h` and `rate_limited`)."""
+
+    name: str
+    waiting: int
+    active: int
+    delayed: int
+    completed_1h: int
+    failed_1h: int
+    avg_ms_1h: float | None
+    oldest_waiting_s: float | None
+    workers: int
+    paused: bool
+    dead_letters: int | None
+    retried_1h: int = 0
+    rate_limited: bool = False
+    dead_letters_1h: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for `--json`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every requested queue at one instant (Redis server time)."""
+
+    generated_at: str
+    now_s: float
+    queues: tuple[QueueStats, ...]
+    scheduler_alive: bool
+    dead_letters_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"generated_at", "queues": [...]}` as `stats --json` prints it."""
+        return {"generated_at": self.generated_at, "queues": [q.to_json() for q in self.queues]}
+
+
+@dataclass(frozen=True)
+class DeadLetterCounts:
+    """Open dead letters per queue (all, and failed in the last hour); `error` when unreadable."""
+
+    open: dict[str, int]
+    recent: dict[str, int]
+    error: str | None = None
+    available: bool = True
+
+
+def _int(v: bytes | None) -> int:
+    return int(float(v)) if v else 0
+
+
+def _age_s(stamp: bytes | None, now_s: float) -> float | None:
+    if not stamp:
+        return None
+    try:
+        t = datetime.strptime(stamp.decode(), RQ_TIME).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    return round(max(0.0, now_s - t), 1)
+
+
+def _live_workers(infos: Sequence[dict[bytes, bytes]]) -> dict[str, int]:
+    """Queue -> runners of live pools (a pool's hash expires when it stops heart-beating)."""
+    out: dict[str, int] = {}
+    for info in infos:
+        if not info:
+            continue
+        runners = max(1, _int(info.get(b"concurrency")))
+        for q in info.get(b"queues", b"").decode().split(","):
+            if q:
+                out[q] = out.get(q, 0) + runners
+    return out
+
+
+def dead_letter_counts(database_url: str, since: datetime) -> DeadLetterCounts:
+    """Open dead letters per queue; never raises (an absent store is `available=False`)."""
+    from sqlalchemy import case, func, make_url, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from jobctl import db
+
+    try:
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+                and not url.database.startswith("file:") and not Path(url.database).expanduser().is_file():
+            return DeadLetterCounts({}, {}, available=False)  # never create a database just to read it
+        t = db.dead_letters
+        query = (select(t.c.queue, func.count(), func.sum(case((t.c.failed_at >= since, 1), else_=0)))
+                 .where(t.c.status == "open").group_by(t.c.queue))
+        with db.engine_for(database_url).connect() as conn:
+            rows = conn.execute(query).all()
+    except SQLAlchemyError as exc:
+        text = str(getattr(exc, "orig", None) or exc).lower()
+        if "no such table" in text or "does not exist" in text:
+            return DeadLetterCounts({}, {}, available=False)
+        return DeadLetterCounts({}, {}, error=db.unavailable(database_url, exc).args[0])
+    except Exception as exc:  # noqa: BLE001 - the dead-letter figure is optional; stats must still print
+        return DeadLetterCounts({}, {}, error=f"dead-letter store unreadable ({type(exc).__name__})")
+    return DeadLetterCounts({r[0]: int(r[1]) for r in rows}, {r[0]: int(r[2] or 0) for r in rows})
+
+
+def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None = None,
+             dead_letters: bool = True) -> Snapshot:
+    """Figures of `queues` (default: all, in priority order) in two pipelined round trips."""
+    registry = rt.settings.queues
+    policies = [registry.get(q) for q in queues] if queues else list(registry.policies)
+    r = rt.redis
+    with r.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.smembers(keys.paused())
+        pipe.exists(keys.scheduler_heartbeat())
+        pipe.zrange(keys.workers(), 0, -1)
+        for p in policies:
+            pipe.exists(keys.throttle(p.name))
+            for _prio, level in p.levels():
+                pipe.llen(keys.queue_list(level))
+                pipe.zcard(keys.wip(level))
+                pipe.zcard(keys.scheduled(level))
+                pipe.lindex(keys.queue_list(level), 0)
+        first = pipe.execute()
+    server_s, micros = first[0]
+    now_s = float(now) if now is not None else server_s + micros / 1e6
+    paused = {m.decode() for m in first[1]}
+    scheduler_alive = bool(first[2])
+    pool_names: list[bytes] = first[3]
+    minute = int(now_s // 60)
+    per_queue: list[tuple[bool, int, int, int, list[bytes]]] = []
+    i = 4
+    for p in policies:
+        throttled = bool(first[i])
+        i += 1
+        waiting = active = delayed = 0
+        heads: list[bytes] = []
+        for _level in p.levels():
+            n, a, d, head = first[i:i + 4]
+            i += 4
+            waiting, active, delayed = waiting + n, active + a, delayed + d
+            if head:
+                heads.append(head)
+        per_queue.append((throttled, waiting, active, delayed, heads))
+    with r.pipeline(transaction=False) as pipe:
+        for name in pool_names:
+            pipe.hgetall(keys.worker(name.decode()))
+        for p, (*_x, heads) in zip(policies, per_queue, strict=True):
+            for m in range(minute - WINDOW_MIN + 1, minute + 1):
+                pipe.hgetall(keys.metrics(p.name, m))
+            for head in heads:
+                pipe.hget(keys.job(head.decode()), "enqueued_at")
+        second = pipe.execute()
+    workers = _live_workers(second[:len(pool_names)])
+    j = len(pool_names)
+    since = datetime.fromtimestamp(now_s - 3600, UTC)
+    dl = dead_letter_counts(rt.settings.database_url, since) if dead_letters else None
+    out = []
+    for p, (throttled, waiting, active, delayed, heads) in zip(policies, per_queue, strict=True):
+        totals = {"completed": 0.0, "failed": 0.0, "retried": 0.0, "ms": 0.0}
+        for h in second[j:j + WINDOW_MIN]:
+            for field in totals:
+                totals[field] += float(h.get(field.encode(), 0) or 0)
+        j += WINDOW_MIN
+        ages = [a for a in (_age_s(s, now_s) for s in second[j:j + len(heads)]) if a is not None]
+        j += len(heads)
+        completed = int(totals["completed"])
+        usable = dl is not None and dl.available and dl.error is None
+        out.append(QueueStats(
+            name=p.name, waiting=waiting, active=active, delayed=delayed, completed_1h=completed,
+            failed_1h=int(totals["failed"]),
+            avg_ms_1h=round(totals["ms"] / completed, 1) if completed else None,
+            oldest_waiting_s=max(ages) if ages else None, workers=workers.get(p.name, 0),
+            paused=p.name in paused, dead_letters=dl.open.get(p.name, 0) if usable and dl else None,
+            retried_1h=int(totals["retried"]), rate_limited=throttled,
+            dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None))
+    return Snapshot(iso(datetime.fromtimestamp(now_s, UTC)), now_s, tuple(out), scheduler_alive,
+                    dl.error if dl else None)
+
+
+def flags(q: QueueStats, backlog_threshold: int, failed_threshold: int) -> tuple[str, ...]:
+    """Why a queue row needs attention: `backlog`, `failures`, `no workers` (paused queues excepted)."""
+    out = []
+    if q.waiting > backlog_threshold:
+        out.append("backlog")
+    if q.failed_1h > failed_threshold:
+        out.append("failures")
+    if q.waiting > 0 and q.workers == 0 and not q.paused:
+        out.append("no workers")
+    return tuple(out)

@@ -1,0 +1,47 @@
+"""Runs a real worker Pool in its own process with test processors (for signal and crash tests).
+
+Usage: python -m tests.support.pool_harness REDIS_URL QUEUE CONCURRENCY [--burst] [--max-jobs N]
+
+The `send-push` processor records each start in the Redis list `test:starts` as
+"job_id unix_time", sleeps `data.sleep` seconds, records "job_id" in `test:done`, and fails with
+a plain error when `data.fail` is true.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import redis
+
+from jobctl import config
+from jobctl.context import JobContext
+from jobctl.pool import Pool
+
+
+def main() -> int:
+    """Parse the arguments and run the pool until it stops."""
+    url, queue, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    burst = "--burst" in sys.argv
+    max_jobs = int(sys.argv[sys.argv.index("--max-jobs") + 1]) if "--max-jobs" in sys.argv else None
+    settings = config.load(env={"JOBCTL_REDIS_URL": url, "JOBCTL_DATA_DIR": "/tmp/jobctl-harness",
+                                "HOME": "/tmp"}, config=sys.argv[sys.argv.index("--config") + 1]
+                           if "--config" in sys.argv else None)
+    client = redis.Redis.from_url(url)
+
+    def record(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        data = payload.get("data", {})
+        client.rpush("test:starts", f"{ctx.job_id} {time.time()}")
+        time.sleep(float(data.get("sleep", 0)))
+        if data.get("fail"):
+            raise RuntimeError("asked to fail")
+        client.rpush("test:done", ctx.job_id)
+        return {"ok": True}
+
+    processors = {name: record for name in ("send-push", "send-email", "process-image", "retry-webhook")}
+    return Pool(settings, [queue], concurrency, burst=burst, max_jobs=max_jobs, processors=processors).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
