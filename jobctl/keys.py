@@ -22,6 +22,7 @@ helpers below that mirror RQ's documented layout; nothing else builds a key with
 | `jobctl:rate:{scope}` | zset | sliding-log rate limiter of one scope |
 | `jobctl:throttle:{queue}` | string | queue throttled until expiry (HTTP 429 Retry-After) |
 | `jobctl:once:{scope}` | string | at-most-once guard (cleanup per day, schedules per run) |
+| `jobctl:schedules` | hash | recurring schedules: name -> JSON definition (cron or interval, target) |
 | `jobctl:alert:{name}` | string | alert cool-down state |
 | `jobctl:scheduler:heartbeat` | string | the delayed-job mover ran recently |
 """
@@ -118,6 +119,11 @@ def throttle(queue: str) -> str:
 def once(scope: str) -> str:
     """At-most-once guard."""
     return f"{NS}:once:{scope}"
+
+
+def schedules() -> str:
+    """Recurring schedule definitions: name -> JSON."""
+    return f"{NS}:schedules"
 
 
 def alert(name: str) -> str:
