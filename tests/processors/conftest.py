@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from localservices import Ctx, HttpServer, SmtpServer, free_port, handler_for
 from sqlalchemy import delete
 
 from jobctl import config, db
 from jobctl.config import Settings
-from jobctl.context import JobContext
-from jobctl.services import Services
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- databases -------------------------------------------------------------------------------
@@ -80,24 +69,6 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-@dataclass
-class Ctx:
-    """Builds JobContexts and records the progress they report."""
-
-    progress: list[int] = field(default_factory=list)
-
-    def __call__(self, settings: Settings, job_name: str, job_id: str | None = None) -> JobContext:
-        """A JobContext for `job_name` on fresh Services."""
-        return JobContext(
-            job_id=job_id or uuid.uuid4().hex,
-            job_name=job_name,
-            queue=settings.queues.for_job(job_name).name,
-            settings=settings,
-            services=Services(settings),
-            progress=self.progress.append,
-        )
-
-
 @pytest.fixture
 def make_ctx() -> Ctx:
     """`make_ctx(settings, "send-email")` -> JobContext."""
@@ -106,49 +77,11 @@ def make_ctx() -> Ctx:
 
 # --- HTTP ------------------------------------------------------------------------------------
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
-@dataclass
-class HttpServer:
-    """A local HTTP server that records requests and answers from a script of replies."""
-
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[Reply | Callable[[dict[str, Any]], Reply]] = field(default_factory=list)
-    default: Reply = (200, {"Content-Type": "application/json"}, b'{"id": "n-1"}')
-
-    def answer(self, req: dict[str, Any]) -> Reply:
-        """Record `req` and return the next scripted reply (the default once the script is used up)."""
-        self.requests.append(req)
-        reply = self.replies.pop(0) if self.replies else self.default
-        return reply(req) if callable(reply) else reply
-
-
-def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            req = {"path": self.path, "headers": dict(self.headers.items()), "body": body}
-            status, headers, payload = server.answer(req)
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            return None
-
-    return Handler
-
-
 @pytest.fixture
 def http_server() -> Iterator[HttpServer]:
     """A threaded http.server on a free local port."""
     state = HttpServer(url="")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -156,11 +89,6 @@ def http_server() -> Iterator[HttpServer]:
     httpd.shutdown()
     httpd.server_close()
     thread.join()
-
-
-def json_body(req: dict[str, Any]) -> Any:
-    """The JSON body of a recorded request."""
-    return json.loads(req["body"])
 
 
 # --- S3 (moto server mode) -------------------------------------------------------------------
@@ -192,38 +120,6 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 # --- SMTP (aiosmtpd) -------------------------------------------------------------------------
-
-
-@dataclass
-class SmtpServer:
-    """An aiosmtpd server: scripted DATA replies, optional recipient rejection and AUTH."""
-
-    data_replies: list[str] = field(default_factory=list)
-    reject_rcpt: str | None = None
-    messages: list[Any] = field(default_factory=list)
-    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
-        """Accept the recipient unless this server is scripted to reject it."""
-        if self.reject_rcpt:
-            return self.reject_rcpt
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        """Answer the next scripted reply, else store the message."""
-        if self.data_replies:
-            return self.data_replies.pop(0)
-        self.messages.append(envelope)
-        return "250 Message accepted"
-
-    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-        """Accept user/secret-pw only."""
-        from aiosmtpd.smtp import AuthResult
-
-        self.logins.append((data.login, data.password))
-        return AuthResult(success=data.login == b"user" and data.password == b"secret-pw")
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from localservices import Ctx, SmtpServer, free_port
 from sqlalchemy import func, select
 
-from conftest import Ctx, SmtpServer, free_port
 from jobctl import mailer
 from jobctl.config import Settings
 from jobctl.db import email_log
