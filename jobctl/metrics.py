@@ -4,21 +4,49 @@ Workers write per-minute counters (`keys.metrics`) from the Lua steps in `jobctl
 module only reads. The cost is fixed per queue, whatever the number of jobs: LLEN/ZCARD/LINDEX on
 each priority level, HGETALL of the last 60 minute hashes, one HGET per non-empty level, in two
 pipelined round trips. Reading never writes to Redis (raw read commands only, no RQ cleanup).
+
+Prometheus exposition (`jobctl metrics`), one sample per queue unless noted. The `_1h` figures are
+sliding one-hour windows, so they are gauges (a Prometheus counter must never decrease):
+
+| metric | type | labels | meaning |
+| --- | --- | --- | --- |
+| `jobctl_up` | gauge | — | 1 when Redis answered this scrape, else 0 (and nothing else is exposed) |
+| `jobctl_scheduler_up` | gauge | — | 1 when a delayed-job mover heart-beat in the last 30 s |
+| `jobctl_queue_waiting` | gauge | `queue` | jobs waiting (all priority levels) |
+| `jobctl_queue_active` | gauge | `queue` | jobs running |
+| `jobctl_queue_delayed` | gauge | `queue` | jobs delayed or waiting for a retry |
+| `jobctl_queue_completed_1h` | gauge | `queue` | jobs completed in the last hour |
+| `jobctl_queue_failed_1h` | gauge | `queue` | jobs failed permanently (dead-lettered) in the last hour |
+| `jobctl_queue_retried_1h` | gauge | `queue` | failed attempts scheduled for a retry in the last hour |
+| `jobctl_queue_avg_ms_1h` | gauge | `queue` | mean processing ms of last hour's completed jobs (absent when none) |
+| `jobctl_queue_oldest_waiting_seconds` | gauge | `queue` | age of the oldest waiting job (0 when none wait) |
+| `jobctl_queue_workers` | gauge | `queue` | runner processes of live worker pools serving the queue |
+| `jobctl_queue_paused` | gauge | `queue` | 1 when paused |
+| `jobctl_queue_rate_limited` | gauge | `queue` | 1 while throttled by an upstream 429 |
+| `jobctl_queue_dead_letters` | gauge | `queue` | open dead letters (absent when the store is unreadable) |
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import threading
+    from wsgiref.simple_server import WSGIServer
+
+    from prometheus_client.metrics_core import Metric
 
 from jobctl import keys
 from jobctl.durations import iso
 from jobctl.jobs import RQ_TIME
 from jobctl.runtime import Runtime
 
+log = logging.getLogger("jobctl.metrics")
 WINDOW_MIN = 60
 
 
@@ -210,3 +238,80 @@ def flags(q: QueueStats, backlog_threshold: int, failed_threshold: int) -> tuple
     if q.waiting > 0 and q.workers == 0 and not q.paused:
         out.append("no workers")
     return tuple(out)
+
+
+_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("waiting", "jobctl_queue_waiting", "Jobs waiting (all priority levels)."),
+    ("active", "jobctl_queue_active", "Jobs running."),
+    ("delayed", "jobctl_queue_delayed", "Jobs delayed or waiting for a retry."),
+    ("completed_1h", "jobctl_queue_completed_1h", "Jobs completed in the last hour."),
+    ("failed_1h", "jobctl_queue_failed_1h", "Jobs failed permanently in the last hour."),
+    ("retried_1h", "jobctl_queue_retried_1h", "Failed attempts scheduled for a retry in the last hour."),
+    ("avg_ms_1h", "jobctl_queue_avg_ms_1h", "Mean processing time of last hour's completed jobs (ms)."),
+    ("oldest_waiting_s", "jobctl_queue_oldest_waiting_seconds", "Age of the oldest waiting job."),
+    ("workers", "jobctl_queue_workers", "Runner processes of live worker pools serving the queue."),
+    ("paused", "jobctl_queue_paused", "1 when the queue is paused."),
+    ("rate_limited", "jobctl_queue_rate_limited", "1 while the queue is throttled by an upstream 429."),
+    ("dead_letters", "jobctl_queue_dead_letters", "Open dead letters."),
+)
+
+
+class Collector:
+    """A Prometheus collector taking one snapshot per scrape."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front, so registering does not scrape Redis."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """One gauge family per figure; only `jobctl_up 0` when Redis does not answer."""
+        import redis
+        from prometheus_client.core import GaugeMetricFamily
+
+        from jobctl.errors import JobctlError
+
+        snap: Snapshot | None = None
+        try:
+            snap = snapshot(self.rt)
+        except (JobctlError, redis.RedisError) as exc:  # expose the outage, keep serving
+            log.warning("scrape failed: %s", exc)
+        yield GaugeMetricFamily("jobctl_up", "1 when Redis answered this scrape.", value=1 if snap else 0)
+        if snap is None:
+            return
+        yield GaugeMetricFamily("jobctl_scheduler_up", "1 when a delayed-job mover heart-beat in the last 30 s.",
+                                value=int(snap.scheduler_alive))
+        for attr, name, doc in _GAUGES:
+            family = GaugeMetricFamily(name, doc, labels=["queue"])
+            for q in snap.queues:
+                value = getattr(q, attr)
+                if attr == "oldest_waiting_s" and value is None:
+                    value = 0
+                if value is not None:
+                    family.add_metric([q.name], float(value))
+            yield family
+
+
+def _registry(rt: Runtime) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(rt))  # type: ignore[arg-type]
+    return registry
+
+
+def exposition(rt: Runtime) -> bytes:
+    """The Prometheus text exposition of one snapshot."""
+    from prometheus_client import generate_latest
+
+    return bytes(generate_latest(_registry(rt)))
+
+
+def serve(rt: Runtime, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Serve /metrics on host:port in a daemon thread (a snapshot per scrape)."""
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(port, addr=host, registry=_registry(rt))
+    return server, thread
