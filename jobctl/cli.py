@@ -52,10 +52,9 @@ def root(
 
 def _add_commands() -> None:
     from jobctl.commands import config as config_cmd
-    from jobctl.commands import enqueue, jobs, queues, work, workers
+    from jobctl.commands import enqueue, jobs, queues, stats, work, workers
     from jobctl.commands import health as health_cmd
     from jobctl.commands import metrics as metrics_cmd
-    from jobctl.commands import stats
 
     app.add_typer(queues.app, name="queues")
     app.add_typer(config_cmd.app, name="config")
