@@ -1,0 +1,432 @@
+"""The durable dead-letter store (SPEC §6 `dlq`): capture, reconciliation, replay, purge, audit.
+
+Every permanent failure becomes one `open` row in `dead_letters`, written by `DeadLetterHook` when
+the worker dead-letters a job, or later by `reconcile` from RQ's failed registries (if the database
+was down). A recorded job is marked in Redis (`jc_dlq` = entry id, registry score lowered to its
+short expiry), so a reconciliation pass only reads what is not recorded yet. The database is the
+record; the Redis copy then expires after `REDIS_KEEP_S`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    Select,
+    Table,
+    Text,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from jobctl import db, keys
+from jobctl.db import UtcDateTime, dead_letters, utcnow
+from jobctl.durations import iso
+from jobctl.enqueue import enqueue
+from jobctl.errors import JobctlError, NotFound
+from jobctl.hooks import JobEvent
+from jobctl.jobs import FAILURE_TTL_S, RQ_TIME, decode_data
+from jobctl.runtime import Runtime
+
+log = logging.getLogger("jobctl.deadletter")
+REDIS_KEEP_S = 7 * 86400  # how long a recorded failure stays in Redis (for `jobs show`)
+BATCH = 500
+STATUSES = ("open", "replayed", "purged")
+_READY: set[str] = set()  # database URLs whose tables this process has created
+assert FAILURE_TTL_S > REDIS_KEEP_S + 30 * 86400  # unrecorded registry scores sort above recorded ones
+
+dead_letter_audit = Table(
+    "dead_letter_audit",
+    db.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, default=utcnow),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("entry_ids", Text, nullable=False),  # JSON array of dead-letter ids
+    Column("detail", Text, nullable=False, server_default=""),
+    Index("ix_dead_letter_audit_at", "at"),
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One permanent failure as captured from the worker or from Redis."""
+
+    queue: str
+    job: str
+    job_id: str
+    payload: dict[str, Any]
+    error: str
+    traceback: str | None
+    attempts: int
+    failed_at: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One dead-letter row (SPEC §6 entry fields, plus traceback and first failure)."""
+
+    id: int
+    queue: str
+    job: str
+    job_id: str
+    data: Any
+    error: str
+    attempts: int
+    failed_at: datetime
+    status: str
+    replayed_at: datetime | None
+    replay_job_id: str | None
+    traceback: str | None = None
+    first_failed_at: datetime | None = None
+
+    def to_json(self, full: bool = False) -> dict[str, Any]:
+        """SPEC fields with ISO-8601 UTC times; `full` adds traceback and first_failed_at."""
+        doc = asdict(self)
+        for k in ("failed_at", "replayed_at", "first_failed_at"):
+            doc[k] = iso(doc[k]) if doc[k] else None
+        if not full:
+            del doc["traceback"], doc["first_failed_at"]
+        return doc
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which entries a command addresses (empty = every entry)."""
+
+    ids: tuple[int, ...] = ()
+    queue: str | None = None
+    job: str | None = None
+    since_s: float | None = None
+    older_than_s: float | None = None
+    status: str | None = None
+    limit: int | None = None
+
+    def query(self, now: datetime, newest_first: bool = True) -> Select[Any]:
+        """The SELECT of the matching rows."""
+        t = dead_letters.c
+        conds: list[ColumnElement[bool]] = [t.id.in_(self.ids)] if self.ids else []
+        conds += [t.queue == self.queue] if self.queue else []
+        conds += [t.job == self.job] if self.job else []
+        conds += [t.status == self.status] if self.status else []
+        if self.since_s is not None:
+            conds.append(t.failed_at >= now - timedelta(seconds=self.since_s))
+        if self.older_than_s is not None:
+            conds.append(t.failed_at <= now - timedelta(seconds=self.older_than_s))
+        order = (t.failed_at.desc(), t.id.desc()) if newest_first else (t.failed_at, t.id)
+        return select(dead_letters).where(*conds).order_by(*order).limit(self.limit)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What replay (or purge) did to one entry: replayed, would replay, skipped, failed, purged."""
+
+    id: int
+    queue: str
+    job: str
+    action: str
+    replay_job_id: str | None = None
+    reason: str | None = None
+
+
+def _entry(row: Any) -> Entry:
+    m = row._mapping
+    try:
+        data = json.loads(m["data"])
+    except ValueError:
+        data = m["data"]
+    return Entry(m["id"], m["queue"], m["job"], m["job_id"], data, m["error"], m["attempts"], m["failed_at"],
+                 m["status"], m["replayed_at"], m["replay_job_id"], m["traceback"], m["first_failed_at"])
+
+
+def actor() -> str:
+    """Who runs this command: `user@host`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class DeadLetterStore:
+    """The `dead_letters` and `dead_letter_audit` tables of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def conn(self, create: bool = True) -> Iterator[Connection]:
+        """A transaction; database outages become ServiceUnavailable (exit 4)."""
+        key = str(self.engine.url)
+        with db.reachable(self.engine):
+            if create and key not in _READY:
+                db.init_db(self.engine)
+                _READY.add(key)
+            with self.engine.begin() as conn:
+                yield conn
+
+    def ready(self) -> None:
+        """Create the tables if needed; ServiceUnavailable (exit 4) if the database does not answer."""
+        with self.conn():
+            pass
+
+    def exists(self) -> bool:
+        """Whether the tables exist (reads never create them)."""
+        with db.reachable(self.engine):
+            return inspect(self.engine).has_table(dead_letter_audit.name)
+
+    def record(self, f: Failure) -> tuple[int, bool]:
+        """Insert one failure unless already recorded (same job id and failure time): (id, new)."""
+        row = {"queue": f.queue, "job": f.job, "job_id": f.job_id, "data": json.dumps(f.payload),
+               "error": f.error, "traceback": f.traceback, "attempts": f.attempts, "failed_at": f.failed_at,
+               "status": "open"}
+        found = self.find(f.job_id, f.failed_at)
+        if found is not None:
+            return found, False
+        try:
+            with self.conn() as c:
+                key = c.execute(insert(dead_letters).values(**row)).inserted_primary_key
+                return int(key[0]) if key else 0, True
+        except IntegrityError:  # recorded concurrently by the hook or another reconciler
+            found = self.find(f.job_id, f.failed_at)
+            if found is None:
+                raise
+            return found, False
+
+    def find(self, job_id: str, failed_at: datetime) -> int | None:
+        """The entry id of one failure, if recorded."""
+        t = dead_letters.c
+        with self.conn() as c:
+            return c.execute(select(t.id).where(t.job_id == job_id, t.failed_at == failed_at)).scalar()
+
+    def entries(self, flt: Filter, newest_first: bool = True) -> list[Entry]:
+        """The matching entries (no tables yet: none)."""
+        if not self.exists():
+            return []
+        with self.conn(create=False) as c:
+            return [_entry(r) for r in c.execute(flt.query(utcnow(), newest_first))]
+
+    def get(self, ids: Sequence[int]) -> list[Entry]:
+        """Entries by id, in the order given; NotFound (exit 3) names any unknown id."""
+        found = {e.id: e for e in self.entries(Filter(ids=tuple(ids)))}
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            raise NotFound(f"no dead letter with id {', '.join(missing)}")
+        return [found[i] for i in dict.fromkeys(ids)]
+
+    def claim(self, entry_id: int, replay_job_id: str) -> bool:
+        """Atomically move an open entry to `replayed`; False if someone else got it first."""
+        t = dead_letters.c
+        with self.conn() as c:
+            res = c.execute(update(dead_letters).where(t.id == entry_id, t.status == "open")
+                            .values(status="replayed", replay_job_id=replay_job_id, replayed_at=utcnow()))
+            return res.rowcount == 1
+
+    def release(self, entry_id: int, replay_job_id: str) -> None:
+        """Undo a claim whose enqueue failed: the entry is open again."""
+        t = dead_letters.c
+        with self.conn() as c:
+            c.execute(update(dead_letters).where(t.id == entry_id, t.replay_job_id == replay_job_id)
+                      .values(status="open", replay_job_id=None, replayed_at=None))
+
+    def purge(self, ids: Sequence[int]) -> list[int]:
+        """Mark the open ones of `ids` purged; returns those it changed."""
+        t = dead_letters.c
+        done: list[int] = []
+        with self.conn() as c:
+            for start in range(0, len(ids), BATCH):
+                chunk = list(ids[start:start + BATCH])
+                done += [r[0] for r in c.execute(select(t.id).where(t.id.in_(chunk), t.status == "open"))]
+                c.execute(update(dead_letters).where(t.id.in_(chunk), t.status == "open").values(status="purged"))
+        return done
+
+    def audit(self, action: str, ids: Sequence[int], detail: str = "") -> None:
+        """Record who did what to which entries."""
+        with self.conn() as c:
+            c.execute(insert(dead_letter_audit).values(at=utcnow(), actor=actor(), action=action,
+                                                       entry_ids=json.dumps(list(ids)), detail=detail))
+
+    def audit_log(self, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Audit records, newest first."""
+        if not self.exists():
+            return []
+        t = dead_letter_audit
+        with self.conn(create=False) as c:
+            rows = c.execute(select(t).order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)).all()
+        return [{"id": r.id, "at": iso(r.at), "actor": r.actor, "action": r.action,
+                 "entry_ids": json.loads(r.entry_ids), "detail": r.detail} for r in rows]
+
+
+def store_for(rt: Runtime) -> DeadLetterStore:
+    """The store on the runtime's application database."""
+    return DeadLetterStore(db.engine_for(rt.settings.database_url))
+
+
+# -- capture -----------------------------------------------------------------------------------
+
+
+def _text(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v or "")
+
+
+def failure_from_hash(rt: Runtime, job_id: str, level: str, h: dict[Any, Any],
+                      traceback: str | None = None) -> Failure:
+    """A Failure read from a failed job's hash (RQ's `data` plus jobctl's `jc_*` fields)."""
+    try:
+        name, payload = decode_data(h[b"data"])
+    except (KeyError, ValueError, TypeError):
+        name, payload = "?", {}
+    queue = _text(h.get(b"jc_queue")) or rt.settings.queues.level_owner(level)[0].name
+    try:
+        failed_at = datetime.strptime(_text(h.get(b"ended_at")), RQ_TIME).replace(tzinfo=UTC)
+    except ValueError:
+        failed_at = utcnow()
+    error = _text(h.get(b"jc_error")) or _text(h.get(b"exc_info"))
+    return Failure(queue, _text(h.get(b"jc_job")) or name, job_id, payload, error, traceback,
+                   int(_text(h.get(b"jc_attempt")) or 0), failed_at)
+
+
+def _mark(rt: Runtime, level: str, job_id: str, entry_id: int) -> None:
+    """Note in Redis that a failure is recorded, and let its copy there expire."""
+    now_s = rt.redis.time()[0]
+    with rt.redis.pipeline() as pipe:
+        pipe.hset(keys.job(job_id), "jc_dlq", entry_id)
+        pipe.expire(keys.job(job_id), REDIS_KEEP_S)
+        pipe.zadd(keys.failed(level), {job_id: now_s + REDIS_KEEP_S}, xx=True)
+        pipe.execute()
+
+
+def capture(rt: Runtime, event: JobEvent) -> int:
+    """Record one dead-lettered job (from the worker hook); returns the entry id."""
+    h = rt.redis.hgetall(keys.job(event.job_id))
+    if h:
+        level = _text(h.get(b"origin")) or event.queue
+        f = failure_from_hash(rt, event.job_id, level, h, event.traceback)
+    else:
+        level, f = event.queue, Failure(event.queue, event.job, event.job_id, event.payload, event.error or "",
+                                        event.traceback, event.attempt, utcnow())
+    entry_id, _new = store_for(rt).record(f)
+    _mark(rt, level, event.job_id, entry_id)
+    return entry_id
+
+
+class DeadLetterHook:
+    """Worker hook: every dead-lettered job becomes one open dead-letter entry."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def dead_lettered(self, event: JobEvent) -> None:
+        """Record the failure (a failure here is logged; `reconcile` catches up later)."""
+        capture(self.rt, event)
+
+
+def reconcile(rt: Runtime) -> int:
+    """Record every failed job in RQ's failed registries not yet in the store; returns how many."""
+    store = store_for(rt)
+    recorded = 0
+    for policy in rt.settings.queues.policies:
+        for _p, level in policy.levels():
+            recorded += _reconcile_level(rt, store, level)
+    return recorded
+
+
+def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str) -> int:
+    fk = keys.failed(level)
+    now_s = rt.redis.time()[0]
+    rt.redis.zremrangebyscore(fk, "-inf", now_s)  # recorded copies past their expiry
+    recorded, seen = 0, set()
+    while True:  # unrecorded failures score far above recorded ones, and drop out once marked
+        ids = [_text(i) for i in rt.redis.zrangebyscore(fk, f"({now_s + REDIS_KEEP_S + 86400}", "+inf",
+                                                        start=0, num=BATCH)]
+        ids = [i for i in ids if i not in seen]
+        if not ids:
+            return recorded
+        seen.update(ids)
+        with rt.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            hashes = pipe.execute()
+        for job_id, h in zip(ids, hashes, strict=True):
+            if not h:
+                rt.redis.zrem(fk, job_id)
+                continue
+            entry_id, new = store.record(failure_from_hash(rt, job_id, level, h))
+            _mark(rt, level, job_id, entry_id)
+            recorded += new
+
+
+# -- replay and purge --------------------------------------------------------------------------
+
+
+def select_open(rt: Runtime, flt: Filter) -> tuple[list[Entry], list[Outcome]]:
+    """Entries a replay or purge would act on (open ones), and skipped outcomes for named others."""
+    store = store_for(rt)
+    if flt.ids:
+        chosen = store.get(flt.ids)
+    else:
+        chosen = store.entries(Filter(queue=flt.queue, job=flt.job, since_s=flt.since_s,
+                                      older_than_s=flt.older_than_s, status="open", limit=flt.limit),
+                               newest_first=False)
+    skipped = [Outcome(e.id, e.queue, e.job, "skipped", e.replay_job_id, f"already {e.status}")
+               for e in chosen if e.status != "open"]
+    return [e for e in chosen if e.status == "open"], skipped
+
+
+def replay_id(entry_id: int) -> str:
+    """The job id of an entry's replay (deterministic, so a replay is enqueued at most once)."""
+    return f"dlq-{entry_id}"
+
+
+def replay(rt: Runtime, flt: Filter, dry_run: bool = False) -> list[Outcome]:
+    """Re-enqueue open entries' payloads on their queues with fresh attempts (claimed first)."""
+    todo, out = select_open(rt, flt)
+    if dry_run:
+        return [Outcome(e.id, e.queue, e.job, "would replay", replay_id(e.id)) for e in todo] + out
+    if todo:
+        rt.redis.ping()  # an unreachable Redis fails the command before anything is claimed
+    store = store_for(rt)
+    for e in todo:
+        jid = replay_id(e.id)
+        if not store.claim(e.id, jid):
+            out.append(Outcome(e.id, e.queue, e.job, "skipped", None, "replayed concurrently"))
+            continue
+        try:
+            res = enqueue(rt, e.queue, e.job, e.data, job_id=jid)
+        except (JobctlError, redis.RedisError) as exc:
+            store.release(e.id, jid)
+            out.append(Outcome(e.id, e.queue, e.job, "failed", None, str(exc)))
+            continue
+        out.append(Outcome(e.id, e.queue, e.job, "replayed", jid,
+                           "job id already existed" if res.status == "duplicate" else None))
+    done = [o.id for o in out if o.action == "replayed"]
+    if done:
+        store.audit("replay", done, json.dumps({o.id: o.replay_job_id for o in out if o.action == "replayed"}))
+    return sorted(out, key=lambda o: o.id)
+
+
+def purge(rt: Runtime, entries: Sequence[Entry]) -> list[int]:
+    """Mark these entries purged (open ones only) and audit it; returns the ids purged."""
+    store = store_for(rt)
+    done = store.purge([e.id for e in entries])
+    if done:
+        store.audit("purge", done)
+    return done
