@@ -52,13 +52,14 @@ def root(
 
 def _add_commands() -> None:
     from jobctl.commands import config as config_cmd
-    from jobctl.commands import enqueue, jobs, queues, stats, work, workers
+    from jobctl.commands import dlq, enqueue, jobs, queues, stats, work, workers
     from jobctl.commands import health as health_cmd
     from jobctl.commands import metrics as metrics_cmd
 
     app.add_typer(queues.app, name="queues")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(jobs.app, name="jobs")
+    app.add_typer(dlq.app, name="dlq")
     app.command(name="enqueue")(enqueue.enqueue_cmd)
     app.command(name="work")(work.work_cmd)
     app.command(name="workers")(workers.workers_cmd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from jobctl.deadletter import DeadLetterHook
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.runtime import Runtime
 
@@ -26,4 +27,4 @@ class LogHook:
 
 def default_hooks(rt: Runtime) -> Hooks:
     """Hooks for `jobctl work`."""
-    return Hooks([LogHook()])
+    return Hooks([LogHook(), DeadLetterHook(rt)])
