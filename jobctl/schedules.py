@@ -1,0 +1,306 @@
+"""Recurring schedules kept in Redis, fired at most once per due time by any number of schedulers.
+
+A schedule is a cron string (UTC) or an interval anchored on the Unix epoch, so every scheduler
+process computes the same due times from `now`. At a due time, whoever first wins `SET NX` on the
+schedule's once-scope enqueues the run through `jobctl.enqueue` with a deterministic job id (or
+runs its command in-process); the others skip. `jobctl cleanup` fires the same cleanup
+schedules for the UTC day, so cron on several hosts and the scheduler never double a cleanup.
+
+rq-scheduler is not used: it pickles jobs by default (and zlib-compresses even JSON data), enqueues
+plain RQ jobs without jobctl's fields and wake-up marker under one reused job id, computes cron times
+in host-local time, and lets two schedulers enqueue the same run when its lock expires mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import redis
+from croniter import croniter
+
+from jobctl import keys
+from jobctl.durations import iso, parse_instant
+from jobctl.enqueue import enqueue
+from jobctl.errors import JobctlError, JobSignal, UsageError
+from jobctl.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_S = 30.0
+CLEANUP_QUEUE = "data-cleanup"
+CLEANUP_TASKS = ("audit-logs", "notifications", "temp-files")
+CLEANUP_CRON = "0 2 * * *"
+CLEANUP_GUARD_S = 2 * 86400
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring run: `cron` (UTC) or every `every_s` seconds; enqueues `queue`/`job` or runs `command`."""
+
+    name: str
+    cron: str | None = None
+    every_s: int | None = None
+    queue: str | None = None
+    job: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    command: str | None = None
+    job_id: str = "{name}-{stamp}"
+    once: str = "schedule:{name}:{stamp}"
+    installed_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict, as stored in Redis."""
+        return {**asdict(self), "payload": dict(self.payload)}
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Schedule:
+        """A schedule from its stored JSON (unknown fields ignored)."""
+        doc = json.loads(raw)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+    def fill(self, template: str, due: datetime) -> str:
+        """A job-id or once-scope template filled for one due time."""
+        return template.format(name=self.name, date=due.date().isoformat(), stamp=due.strftime("%Y%m%dT%H%MZ"))
+
+    def same_as(self, other: Schedule) -> bool:
+        """Whether the definitions match (ignoring when each was installed)."""
+        return replace(self, installed_at=None).to_json() == replace(other, installed_at=None).to_json()
+
+
+def cleanup_schedule(task: str) -> Schedule:
+    """The daily schedule of one cleanup task; `jobctl cleanup` shares its job id and once-scope."""
+    job = f"cleanup-{task}"
+    return Schedule(job, cron=CLEANUP_CRON, queue=CLEANUP_QUEUE, job=job,
+                    job_id="{name}-{date}", once=f"cleanup:{task}:{{date}}")
+
+
+DEFAULTS: tuple[Schedule, ...] = (
+    *(cleanup_schedule(t) for t in CLEANUP_TASKS),
+    Schedule("health", every_s=300, command="health"),
+)
+
+
+def last_due(s: Schedule, now: datetime) -> datetime:
+    """The latest due time at or before `now`."""
+    if s.cron:
+        return croniter(s.cron, now + timedelta(microseconds=1)).get_prev(datetime).replace(fold=0)
+    step = int(s.every_s or 0)
+    return datetime.fromtimestamp(int(now.timestamp()) // step * step, UTC)
+
+
+def next_due(s: Schedule, now: datetime) -> datetime:
+    """The earliest due time strictly after `now`."""
+    if s.cron:
+        return croniter(s.cron, now).get_next(datetime).replace(fold=0)
+    return last_due(s, now) + timedelta(seconds=int(s.every_s or 0))
+
+
+def guard_ttl_s(s: Schedule, due: datetime) -> int:
+    """How long a fired run's guard lives: two periods, so the run cannot fire again while it is latest."""
+    return max(60, int(2 * (next_due(s, due) - due).total_seconds()))
+
+
+def sleep_s(schedules: Sequence[Schedule], now: datetime) -> float:
+    """Seconds until the next due time, capped so new definitions are picked up soon."""
+    waits = [(next_due(s, now) - now).total_seconds() for s in schedules]
+    return max(0.2, min([MAX_SLEEP_S, *waits]))
+
+
+def check(s: Schedule, rt: Runtime) -> Schedule:
+    """The schedule, or a UsageError naming what is wrong with it."""
+    if not s.name or len(s.name) > 64 or not all(c.isalnum() or c in "-_." for c in s.name):
+        raise UsageError(f"invalid schedule name {s.name!r}: 1-64 letters, digits, '-', '_' or '.'")
+    if (s.cron is None) == (s.every_s is None):
+        raise UsageError(f"schedule {s.name}: give exactly one of a cron string or an interval")
+    if s.cron is not None and not croniter.is_valid(s.cron):
+        raise UsageError(f"schedule {s.name}: invalid cron string {s.cron!r} (five fields, UTC)")
+    if s.every_s is not None and (not isinstance(s.every_s, int) or s.every_s < 1):
+        raise UsageError(f"schedule {s.name}: interval must be a whole number of seconds >= 1")
+    if s.command is not None:
+        if s.command not in COMMANDS or s.job is not None:
+            raise UsageError(f"schedule {s.name}: command must be one of {', '.join(COMMANDS)}, without a job")
+    elif s.queue is None or s.job is None:
+        raise UsageError(f"schedule {s.name}: give a queue and a job, or a command")
+    else:
+        rt.settings.queues.check_job(s.queue, s.job)
+    return s
+
+
+def load_all(rt: Runtime) -> list[Schedule]:
+    """Every installed schedule, by name."""
+    raw = rt.redis.hgetall(keys.schedules())
+    return sorted((Schedule.from_json(v) for v in raw.values()), key=lambda s: s.name)
+
+
+def install(rt: Runtime, schedules: Sequence[Schedule], now: datetime) -> list[tuple[str, str]]:
+    """Store schedules idempotently; returns (name, "installed" | "updated" | "unchanged") pairs."""
+    out = []
+    for s in schedules:
+        check(s, rt)
+        stamped = replace(s, installed_at=iso(now))
+        raw = rt.redis.hget(keys.schedules(), s.name)
+        if raw is None:
+            added = rt.redis.hsetnx(keys.schedules(), s.name, json.dumps(stamped.to_json()))
+            out.append((s.name, "installed" if added else "unchanged"))
+        elif Schedule.from_json(raw).same_as(s):
+            out.append((s.name, "unchanged"))
+        else:
+            rt.redis.hset(keys.schedules(), s.name, json.dumps(stamped.to_json()))
+            out.append((s.name, "updated"))
+    return out
+
+
+def remove(rt: Runtime, names: Sequence[str], everything: bool = False) -> list[str]:
+    """Delete schedules by name (or all); an unknown name removes nothing and lists the known ones."""
+    known = [n.decode() if isinstance(n, bytes) else n for n in rt.redis.hkeys(keys.schedules())]
+    if everything:
+        names = known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"unknown schedule {unknown[0]!r}; known schedules: {', '.join(sorted(known)) or 'none'}")
+    if names:
+        rt.redis.hdel(keys.schedules(), *names)
+    return sorted(set(names))
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What a schedule did at one due time: `action` is enqueued, duplicate, ran or failed."""
+
+    name: str
+    due: datetime
+    action: str
+    job_id: str | None = None
+    detail: str | None = None
+
+
+def health_check(rt: Runtime) -> str:
+    """`jobctl health --notify` in this process: the scheduler's 5-minute check; returns the status."""
+    from jobctl import health
+
+    report = health.run(rt)
+    for sent in health.notify(rt, report):
+        if sent.error:
+            log.warning("%s alert not sent: %s", sent.name, sent.error)
+    return report.status
+
+
+COMMANDS: dict[str, Callable[[Runtime], str]] = {"health": health_check}
+
+
+def fire(rt: Runtime, s: Schedule, due: datetime, ttl_s: int | None = None) -> Fired:
+    """Run `s` for `due` unless another process already did (SET NX on its once-scope)."""
+    scope = keys.once(s.fill(s.once, due))
+    job_id = s.fill(s.job_id, due) if s.job else None
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    if not rt.redis.set(scope, owner, nx=True, ex=ttl_s or guard_ttl_s(s, due)):
+        return Fired(s.name, due, "duplicate", job_id)
+    try:
+        if s.command:
+            return Fired(s.name, due, "ran", None, COMMANDS[s.command](rt))
+        out = enqueue(rt, str(s.queue), str(s.job), dict(s.payload), job_id=job_id)
+    except BaseException:
+        rt.redis.delete(scope)  # not run: let the next tick (here or on another host) try again
+        raise
+    return Fired(s.name, due, "duplicate" if out.status == "duplicate" else "enqueued", job_id)
+
+
+def tick(rt: Runtime, now: datetime, schedules: Sequence[Schedule] | None = None) -> list[Fired]:
+    """Fire each schedule's latest due time (at or before `now`, not before it was installed) once."""
+    out = []
+    for s in load_all(rt) if schedules is None else schedules:
+        due = last_due(s, now)
+        if s.installed_at and due < parse_instant(s.installed_at):
+            continue
+        try:
+            out.append(fire(rt, s, due))
+        except JobctlError as exc:  # one bad schedule never stops others
+            log.error("schedule %s at %s failed: %s", s.name, iso(due), exc)
+            out.append(Fired(s.name, due, "failed", detail=str(exc)))
+    return out
+
+
+def run(rt: Runtime, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """Tick until `stop` is set; a Redis outage is logged and retried."""
+    while not stop.is_set():
+        try:
+            schedules = load_all(rt)
+            for f in tick(rt, clock(), schedules):
+                level = logging.DEBUG if f.action == "duplicate" else logging.INFO
+                log.log(level, "%s due %s: %s %s", f.name, iso(f.due), f.action, f.job_id or f.detail or "")
+            wait = sleep_s(schedules, clock()) if schedules else MAX_SLEEP_S
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis unavailable (%s); retrying in 5 s", type(exc).__name__)
+            wait = 5.0
+        stop.wait(wait)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """One cleanup task's outcome (`jobctl cleanup --json`); `error` only when it failed."""
+
+    task: str
+    action: str
+    job_id: str | None = None
+    deletedCount: int | None = None  # noqa: N815 - SPEC field name
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for `--json` (no `error` key unless it failed)."""
+        doc = asdict(self)
+        if self.error is None:
+            del doc["error"]
+        return doc
+
+
+def check_tasks(names: Sequence[str]) -> list[str]:
+    """Known cleanup task names in the given order without repeats (none given: all)."""
+    unknown = [n for n in names if n not in CLEANUP_TASKS]
+    if unknown:
+        raise UsageError(f"unknown cleanup task {unknown[0]!r}; known tasks: {', '.join(CLEANUP_TASKS)}")
+    return list(dict.fromkeys(names)) or list(CLEANUP_TASKS)
+
+
+def enqueue_cleanup(rt: Runtime, tasks: Sequence[str], day: date) -> list[TaskOutcome]:
+    """Enqueue each cleanup task at most once per UTC `day`, whichever host or scheduler asks first."""
+    due = datetime.combine(day, time(0), UTC)
+    out = []
+    for task in tasks:
+        f = fire(rt, cleanup_schedule(task), due, ttl_s=CLEANUP_GUARD_S)
+        out.append(TaskOutcome(task, f.action, f.job_id))
+    return out
+
+
+def run_cleanup(rt: Runtime, tasks: Sequence[str], dry_run: bool = False) -> list[TaskOutcome]:
+    """Run cleanup processors in this process; `dry_run` only counts. A job signal marks the task failed."""
+    from jobctl import payloads
+    from jobctl.context import JobContext
+    from jobctl.processors import cleanup
+    from jobctl.services import Services
+
+    services = Services(rt.settings)
+    out = []
+    try:
+        for task in tasks:
+            job = f"cleanup-{task}"
+            fn = getattr(cleanup, job.replace("-", "_"))
+            ctx = JobContext(job_id=f"{job}-now", job_name=job, queue=CLEANUP_QUEUE,
+                             settings=rt.settings, services=services)
+            try:
+                result = fn(payloads.validate(job, {"dryRun": dry_run}), ctx)
+            except JobSignal as exc:
+                out.append(TaskOutcome(task, "failed", error=str(exc)))
+            else:
+                out.append(TaskOutcome(task, "ran", deletedCount=int(result["deletedCount"])))
+    finally:
+        services.close()
+    return out
