@@ -51,10 +51,12 @@ def root(
 
 
 def _add_commands() -> None:
+    from jobctl.commands import cleanup as cleanup_cmd
     from jobctl.commands import config as config_cmd
     from jobctl.commands import dlq, enqueue, jobs, queues, stats, work, workers
     from jobctl.commands import health as health_cmd
     from jobctl.commands import metrics as metrics_cmd
+    from jobctl.commands import schedule as schedule_cmd
 
     app.add_typer(queues.app, name="queues")
     app.add_typer(config_cmd.app, name="config")
@@ -66,6 +68,9 @@ def _add_commands() -> None:
     app.command(name="stats")(stats.stats_cmd)
     app.command(name="health")(health_cmd.health_cmd)
     app.command(name="metrics")(metrics_cmd.metrics_cmd)
+    app.add_typer(schedule_cmd.app, name="schedule")
+    app.command(name="scheduler")(schedule_cmd.scheduler_cmd)
+    app.command(name="cleanup")(cleanup_cmd.cleanup_cmd)
 
 
 _add_commands()
