@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from jobctl import db, keys
 from jobctl.db import UtcDateTime, dead_letters, utcnow
@@ -178,7 +178,10 @@ class DeadLetterStore:
         key = str(self.engine.url)
         with db.reachable(self.engine):
             if create and key not in _READY:
-                db.init_db(self.engine)
+                try:
+                    db.init_db(self.engine)
+                except DBAPIError:  # another process created the tables at the same moment
+                    db.init_db(self.engine)
                 _READY.add(key)
             with self.engine.begin() as conn:
                 yield conn
@@ -188,10 +191,10 @@ class DeadLetterStore:
         with self.conn():
             pass
 
-    def exists(self) -> bool:
-        """Whether the tables exist (reads never create them)."""
+    def exists(self, table: Table = dead_letters) -> bool:
+        """Whether a table exists (reads never create them)."""
         with db.reachable(self.engine):
-            return inspect(self.engine).has_table(dead_letter_audit.name)
+            return inspect(self.engine).has_table(table.name)
 
     def record(self, f: Failure) -> tuple[int, bool]:
         """Insert one failure unless already recorded (same job id and failure time): (id, new)."""
@@ -253,10 +256,10 @@ class DeadLetterStore:
         done: list[int] = []
         with self.conn() as c:
             for start in range(0, len(ids), BATCH):
-                chunk = list(ids[start:start + BATCH])
-                done += [r[0] for r in c.execute(select(t.id).where(t.id.in_(chunk), t.status == "open"))]
-                c.execute(update(dead_letters).where(t.id.in_(chunk), t.status == "open").values(status="purged"))
-        return done
+                stmt = (update(dead_letters).where(t.id.in_(ids[start:start + BATCH]), t.status == "open")
+                        .values(status="purged").returning(t.id))
+                done += [r[0] for r in c.execute(stmt)]
+        return sorted(done)
 
     def audit(self, action: str, ids: Sequence[int], detail: str = "") -> None:
         """Record who did what to which entries."""
@@ -266,7 +269,7 @@ class DeadLetterStore:
 
     def audit_log(self, limit: int | None = 50) -> list[dict[str, Any]]:
         """Audit records, newest first."""
-        if not self.exists():
+        if not self.exists(dead_letter_audit):
             return []
         t = dead_letter_audit
         with self.conn(create=False) as c:

@@ -244,3 +244,17 @@ def test_reconcile_drops_registry_ids_whose_job_hash_is_gone(rt: Runtime) -> Non
     rt.redis.zadd(keys.failed(QUEUE), {"ghost": rt.redis.time()[0] + 10 * 365 * 86400})
     assert dl.reconcile(rt) == 0
     assert rt.redis.zcard(keys.failed(QUEUE)) == 0
+
+
+def test_jobctl_work_hooks_include_the_dead_letter_store(rt: Runtime) -> None:
+    from jobctl.plugins import default_hooks
+
+    assert any(isinstance(h, dl.DeadLetterHook) for h in default_hooks(rt).hooks)
+
+
+def test_reads_do_not_create_tables(rt: Runtime) -> None:
+    store = dl.store_for(rt)
+    if store.exists():
+        pytest.skip("tables already exist on this database")
+    assert store.entries(dl.Filter()) == [] and store.audit_log() == []
+    assert not store.exists()
