@@ -69,7 +69,7 @@ class Schedule:
 
     def fill(self, template: str, due: datetime) -> str:
         """A job-id or once-scope template filled for one due time."""
-        return template.format(name=self.name, date=due.date().isoformat(), stamp=due.strftime("%Y%m%dT%H%MZ"))
+        return template.format(name=self.name, date=due.date().isoformat(), stamp=due.strftime("%Y%m%dT%H%M%SZ"))
 
     def same_as(self, other: Schedule) -> bool:
         """Whether the definitions match (ignoring when each was installed)."""

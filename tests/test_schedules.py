@@ -110,7 +110,7 @@ def test_runs_due_before_install_do_not_fire(rt: Runtime) -> None:
     schedules.install(rt, [DAILY], t("2026-11-28T10:00:00"))
     assert schedules.tick(rt, t("2026-11-28T10:00:30")) == []
     fired = schedules.tick(rt, t("2026-11-29T02:00:05"))
-    assert [(f.name, f.action, f.job_id) for f in fired] == [("daily", "enqueued", "daily-20261129T0200Z")]
+    assert [(f.name, f.action, f.job_id) for f in fired] == [("daily", "enqueued", "daily-20261129T020000Z")]
 
 
 def test_two_schedulers_at_once_fire_each_run_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,4 +224,4 @@ def test_run_loop_stops_on_request(rt: Runtime, monkeypatch: pytest.MonkeyPatch)
         return next(clock)
 
     schedules.run(rt, stop, clock=now)
-    assert rt.redis.exists(keys.job("daily-20261128T0200Z"))
+    assert rt.redis.exists(keys.job("daily-20261128T020000Z"))
