@@ -9,6 +9,7 @@ a plain error when `data.fail` is true.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -17,11 +18,13 @@ import redis
 
 from jobctl import config
 from jobctl.context import JobContext
+from jobctl.errors import JobTimeout
 from jobctl.pool import Pool
 
 
 def main() -> int:
     """Parse the arguments and run the pool until it stops."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     url, queue, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
     burst = "--burst" in sys.argv
     max_jobs = int(sys.argv[sys.argv.index("--max-jobs") + 1]) if "--max-jobs" in sys.argv else None
@@ -31,9 +34,17 @@ def main() -> int:
     client = redis.Redis.from_url(url)
 
     def record(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-        data = payload.get("data", {})
+        data = payload.get("data") or payload.get("eventData") or {}
         client.rpush("test:starts", f"{ctx.job_id} {time.time()}")
-        time.sleep(float(data.get("sleep", 0)))
+        if data.get("once") and client.incr(f"test:once:{ctx.job_id}") > 1:
+            data = {}
+        end = time.time() + float(data.get("sleep", 0))
+        while time.time() < end:
+            try:
+                time.sleep(max(0.0, end - time.time()))
+            except JobTimeout:
+                if not data.get("ignore_timeout"):
+                    raise
         if data.get("fail"):
             raise RuntimeError("asked to fail")
         client.rpush("test:done", ctx.job_id)

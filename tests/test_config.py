@@ -1,0 +1,75 @@
+"""Settings from the environment and jobctl.toml, and queue policy overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobctl import config
+from jobctl.errors import ConfigError, UsageError
+from jobctl.queues import Backoff, RateLimit
+
+
+def test_defaults_match_the_spec(tmp_path: Path) -> None:
+    s = config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    q = s.queues
+    assert q.names() == ["email", "push", "webhook-retry", "image-processing", "data-cleanup"]
+    assert q.get("email").attempts == 5 and q.get("email").backoff == Backoff("exponential", 3)
+    assert q.get("email").rate_limit == RateLimit(100, 1.0, "job")
+    assert q.get("push").rate_limit == RateLimit(30, 1.0, "queue") and q.get("push").concurrency == 20
+    assert q.get("image-processing").backoff == Backoff("fixed", 5)
+    assert q.get("webhook-retry").backoff.max_s == 3600 and q.get("webhook-retry").attempts == 10
+    assert q.get("data-cleanup").timeout_s == 300 and q.get("data-cleanup").priority == 10
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.database_url == f"sqlite:///{tmp_path}/.local/share/jobctl/jobctl.db"
+
+
+def test_original_redis_variables_and_masking(tmp_path: Path) -> None:
+    s = config.load(env={"REDIS_HOST": "cache", "REDIS_PORT": "6380", "REDIS_PASSWORD": "s3cr:t",
+                         "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert s.redis_url == "redis://:s3cr%3At@cache:6380/0"
+    assert s.public()["redis_url"] == "redis://:****@cache:6380/0"
+    assert "s3cr" not in repr(s.public())
+
+
+def test_jobctl_url_wins_over_legacy(tmp_path: Path) -> None:
+    s = config.load(env={"JOBCTL_REDIS_URL": "rediss://u:p@h:1/2", "REDIS_URL": "redis://x",
+                         "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert s.redis_url == "rediss://u:p@h:1/2"
+    assert config.mask_url(s.redis_url) == "rediss://u:****@h:1/2"
+
+
+def test_toml_overrides_any_policy_field(tmp_path: Path) -> None:
+    (tmp_path / "jobctl.toml").write_text(
+        '[queues.webhook-retry]\nattempts = 4\nbackoff = "fixed"\nbackoff_delay_s = 2\n'
+        'backoff_max_s = 10\nbackoff_jitter = true\npriority = 1\nconcurrency = 7\ntimeout_s = 9\n'
+        'rate_limit = "5/m"\n')
+    p = config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path).queues.get("webhook-retry")
+    assert (p.attempts, p.backoff, p.priority, p.concurrency, p.timeout_s) == (
+        4, Backoff("fixed", 2, 10, True), 1, 7, 9)
+    assert p.rate_limit == RateLimit(5, 60.0, "queue")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("[queues.email]\nattempts = 0\n", "jobctl.toml: [queues.email]: attempts must be an integer from 1 to 1000"),
+    ("[queues.email]\nbackof = 1\n", "jobctl.toml: [queues.email]: unknown field 'backof'"),
+    ("[queues.nope]\nattempts = 1\n", "jobctl.toml: unknown queue [queues.nope]"),
+    ("[queues.push]\nrate_limit = \"fast\"\n", "jobctl.toml: [queues.push]: rate limit 'fast' is not N/s"),
+    ("[queues.push\n", "jobctl.toml: invalid TOML"),
+    ("[queues.push]\nbackoff = \"linear\"\n", "jobctl.toml: [queues.push]: backoff must be"),
+])
+def test_invalid_config_names_file_and_field(tmp_path: Path, body: str, message: str) -> None:
+    (tmp_path / "jobctl.toml").write_text(body)
+    with pytest.raises(ConfigError) as err:
+        config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    assert str(err.value).replace(str(tmp_path) + "/", "").startswith(message)
+    assert err.value.exit_code == 2
+
+
+def test_unknown_queue_lists_known(tmp_path: Path) -> None:
+    s = config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    with pytest.raises(UsageError, match="known queues: email, push, webhook-retry"):
+        s.queues.get("emails")
+    with pytest.raises(UsageError, match="known jobs: send-push"):
+        s.queues.check_job("push", "send-email")

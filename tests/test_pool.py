@@ -1,0 +1,144 @@
+"""The worker pool as real processes: graceful and immediate stop, crashes, hard timeouts, burst."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from jobctl import config, control, keys
+from jobctl.enqueue import enqueue, enqueue_many
+from jobctl.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOK = {"eventId": "e", "eventType": "t", "eventData": {}, "attemptNumber": 0}
+
+
+def hook(**data: Any) -> dict[str, Any]:
+    return HOOK | {"eventData": data}
+
+
+@pytest.fixture
+def pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    (tmp_path / "jobctl.toml").write_text("[queues.webhook-retry]\nbackoff = \"none\"\n")
+
+    def start(queue: str = "webhook-retry", concurrency: int = 2, *extra: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "tests.support.pool_harness", redis_url, queue, str(concurrency),
+               "--config", str(tmp_path / "jobctl.toml"), *extra]
+        p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, extra: Callable[[], Any] | None = None) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {extra() if extra else ''}")
+
+
+def done(client: redis.Redis) -> list[str]:
+    return [d.decode() for d in client.lrange("test:done", 0, -1)]
+
+
+def started(client: redis.Redis) -> list[str]:
+    return [s.decode().split()[0] for s in client.lrange("test:starts", 0, -1)]
+
+
+def test_burst_drains_and_exits_zero(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    ids = [e.id for e in enqueue_many(rt, "webhook-retry", "retry-webhook", [hook(i=i) for i in range(40)])]
+    p = pool("webhook-retry", 3, "--burst")
+    assert p.wait(timeout=30) == 0
+    assert sorted(done(rt.redis)) == sorted(ids)
+
+
+def test_max_jobs_stops_after_exactly_n(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    enqueue_many(rt, "webhook-retry", "retry-webhook", [hook(i=i) for i in range(20)])
+    p = pool("webhook-retry", 3, "--max-jobs", "7")
+    assert p.wait(timeout=30) == 0
+    assert len(done(rt.redis)) == 7 and rt.redis.llen(keys.queue_list("webhook-retry")) == 13
+
+
+def test_sigterm_lets_running_jobs_finish(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=1.5))
+    waiting = enqueue(rt, "webhook-retry", "retry-webhook", hook(i=2))
+    p = pool("webhook-retry", 1)
+    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: (started(rt.redis), e.id, p.poll(), p.stderr.read1() if p.poll() is not None and p.stderr else ""))
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 0
+    assert time.time() - t0 >= 1.0
+    assert done(rt.redis) == [e.id]
+    assert control.show_job(rt, e.id).status == "finished"
+    assert control.show_job(rt, waiting.id).status == "queued"
+
+
+def test_second_signal_puts_running_jobs_back(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=20))
+    p = pool("webhook-retry", 1)
+    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: (started(rt.redis), e.id, p.poll(), p.stderr.read1() if p.poll() is not None and p.stderr else ""))
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=10) == 0
+    view = control.show_job(rt, e.id)
+    assert (view.status, view.attempts) == ("queued", 0)
+    assert rt.redis.lrange(keys.queue_list("webhook-retry"), 0, -1) == [e.id.encode()]
+    assert rt.redis.zcard(keys.wip("webhook-retry")) == 0
+
+
+def test_killed_runner_job_is_rerun_at_once(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=30, once=True))
+    p = pool("webhook-retry", 1)
+    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: (started(rt.redis), e.id, p.poll(), p.stderr.read1() if p.poll() is not None and p.stderr else ""))
+    runner_pid = int(subprocess.check_output(["pgrep", "-P", str(p.pid)]).split()[0])
+    os.kill(runner_pid, signal.SIGKILL)
+    wait_for(lambda: started(rt.redis) == [e.id, e.id], 10, "the job to run again")
+    assert control.show_job(rt, e.id).attempts == 2
+
+
+def test_hard_timeout_kills_a_stuck_runner(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]],
+                                           tmp_path: Path) -> None:
+    (tmp_path / "jobctl.toml").write_text("[queues.webhook-retry]\nattempts = 1\ntimeout_s = 1\n")
+    rt = Runtime(config.load(env={"HOME": str(tmp_path)}, config=tmp_path / "jobctl.toml",
+                             redis_url=rt.settings.redis_url))  # attempts are fixed when a job is enqueued
+    e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=60, ignore_timeout=True))
+    p = pool("webhook-retry", 1)
+    wait_for(lambda: control.show_job(rt, e.id).status == "failed", 20, "the stuck job to be killed")
+    assert "timeout" in (control.show_job(rt, e.id).error or "")
+    assert p.poll() is None  # the pool lives on with a fresh runner
+
+
+def test_sigkill_of_whole_pool_loses_nothing(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    """Kill -9 a pool serving several priority levels mid-job; a second pool re-runs every job."""
+    ids = [e.id for e in enqueue_many(rt, "webhook-retry", "retry-webhook", [hook(sleep=0.2, i=i) for i in range(30)])]
+    ids += [enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=0.2), priority=p).id for p in (1, 9)]
+    first = pool("webhook-retry", 3)
+    wait_for(lambda: len(done(rt.redis)) >= 5, 20, "some jobs to finish")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_at = time.time()
+    in_flight = rt.redis.zcard(keys.wip("webhook-retry"))
+    assert in_flight >= 1
+    second = pool("webhook-retry", 3, "--burst")
+    assert second.wait(timeout=90) == 0
+    lost = set(ids) - set(done(rt.redis))
+    assert lost == set()
+    assert time.time() - killed_at < 60
