@@ -80,7 +80,7 @@ def test_sigterm_lets_running_jobs_finish(rt: Runtime, pool: Callable[..., subpr
     e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=1.5))
     waiting = enqueue(rt, "webhook-retry", "retry-webhook", hook(i=2))
     p = pool("webhook-retry", 1)
-    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: (started(rt.redis), e.id, p.poll(), p.stderr.read1() if p.poll() is not None and p.stderr else ""))
+    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: started(rt.redis))
     t0 = time.time()
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 0
@@ -93,7 +93,7 @@ def test_sigterm_lets_running_jobs_finish(rt: Runtime, pool: Callable[..., subpr
 def test_second_signal_puts_running_jobs_back(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
     e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=20))
     p = pool("webhook-retry", 1)
-    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: (started(rt.redis), e.id, p.poll(), p.stderr.read1() if p.poll() is not None and p.stderr else ""))
+    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: started(rt.redis))
     p.send_signal(signal.SIGINT)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
@@ -107,7 +107,7 @@ def test_second_signal_puts_running_jobs_back(rt: Runtime, pool: Callable[..., s
 def test_killed_runner_job_is_rerun_at_once(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
     e = enqueue(rt, "webhook-retry", "retry-webhook", hook(sleep=30, once=True))
     p = pool("webhook-retry", 1)
-    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: (started(rt.redis), e.id, p.poll(), p.stderr.read1() if p.poll() is not None and p.stderr else ""))
+    wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: started(rt.redis))
     runner_pid = int(subprocess.check_output(["pgrep", "-P", str(p.pid)]).split()[0])
     os.kill(runner_pid, signal.SIGKILL)
     wait_for(lambda: started(rt.redis) == [e.id, e.id], 10, "the job to run again")
