@@ -174,3 +174,57 @@ def test_templates_dir_overrides_and_unknown_language_is_permanent(
     assert "Custom hello Ann" in bodies(parsed(Path(result["outbox"]).read_bytes()))[0]
     with pytest.raises(PermanentFailure, match="no e-mail template 'welcome' in language 'de'"):
         mailer.render("welcome", "de", {"name": "x"})
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, written as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_starttls_is_used_when_offered_and_the_certificate_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx
+) -> None:
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    state = SmtpServer()
+    port = free_port()
+    controller = Controller(state, hostname="127.0.0.1", port=port, tls_context=server_ctx,
+                            require_starttls=True, authenticator=state.authenticate)
+    controller.start()
+    try:
+        settings = make_settings(JOBCTL_SMTP_URL=f"smtp://user:secret-pw@127.0.0.1:{port}")
+        with pytest.raises(mailer.MailDeferred, match="CERTIFICATE_VERIFY_FAILED"):
+            send_email(WELCOME, make_ctx(settings, "send-email"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert send_email(WELCOME, make_ctx(settings, "send-email"))["sent"] is True
+    finally:
+        controller.stop()
+    assert len(state.messages) == 1 and state.logins == [(b"user", b"secret-pw")]
