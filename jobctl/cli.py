@@ -53,6 +53,8 @@ def root(
 def _add_commands() -> None:
     from jobctl.commands import cleanup as cleanup_cmd
     from jobctl.commands import config as config_cmd
+    from jobctl.commands import db as db_cmd
+    from jobctl.commands import demo as demo_cmd
     from jobctl.commands import dlq, enqueue, jobs, queues, stats, work, workers
     from jobctl.commands import health as health_cmd
     from jobctl.commands import metrics as metrics_cmd
@@ -71,6 +73,8 @@ def _add_commands() -> None:
     app.add_typer(schedule_cmd.app, name="schedule")
     app.command(name="scheduler")(schedule_cmd.scheduler_cmd)
     app.command(name="cleanup")(cleanup_cmd.cleanup_cmd)
+    app.add_typer(db_cmd.app, name="db")
+    app.command(name="demo")(demo_cmd.demo_cmd)
 
 
 _add_commands()

@@ -92,7 +92,10 @@ def mask_url(url: str) -> str:
     path = parts.path
     if parts.scheme in ("http", "https") and "hooks" in parts.netloc + path:
         path = "/****"
-    return urlunsplit((parts.scheme, netloc, path, parts.query and "****", ""))
+    masked = urlunsplit((parts.scheme, netloc, path, parts.query and "****", ""))
+    if not netloc and url.startswith(f"{parts.scheme}:///"):  # keep sqlite:////abs/path intact
+        masked = f"{parts.scheme}://{path}" if path.startswith("/") else masked
+    return masked
 
 
 def _redis_url(env: Mapping[str, str]) -> str:

@@ -152,6 +152,14 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+def forget_engines_after_fork() -> None:
+    """In a forked child: drop inherited engines without closing the parent's connections."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose(close=False)
+        _engines.clear()
+
+
 def dispose_engines() -> None:
     """Close every pooled connection and forget the engines (after fork, at exit, in tests)."""
     with _lock:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from jobctl import keys
 from jobctl.config import Settings
-from jobctl.errors import JobTimeout
+from jobctl.errors import JobctlError, JobTimeout
 from jobctl.hooks import Hooks
 from jobctl.processors import Processor
 from jobctl.runtime import Runtime
@@ -33,6 +34,7 @@ from jobctl.worker import Runner
 log = logging.getLogger("jobctl.pool")
 TICK_S = 0.2
 KILL_GRACE_S = 5.0
+RECONCILE_S = 60.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -83,7 +85,7 @@ class Pool:
         for child in self.children:
             self._spawn(child)
         log.info("pool %s serving %s with %d runners", self.name, ",".join(self.queues), len(self.children))
-        last = {"hb": 0.0, "promote": 0.0}
+        last = {"hb": 0.0, "promote": 0.0, "reconcile": time.time()}
         try:
             while any(c.pid for c in self.children):
                 self._reap_children()
@@ -111,10 +113,23 @@ class Pool:
             self._heartbeat(now)
             self._reap_expired()
             last["hb"] = now
+        if now - last["reconcile"] >= RECONCILE_S:
+            self._reconcile()
+            last["reconcile"] = now
         if self.burst and not self.stopping and self._drained():
             self._begin_stop()
         if self.stopping and now - self.stopping > self.max_timeout_s + KILL_GRACE_S:
             self.cold = True
+
+    def _reconcile(self) -> None:
+        """Record failures the dead-letter hook could not (the database was down then)."""
+        from jobctl.deadletter import reconcile
+
+        try:
+            if n := reconcile(self.rt):
+                log.info("recorded %d dead letter(s) missed earlier", n)
+        except (JobctlError, SQLAlchemyError) as exc:
+            log.warning("dead-letter reconciliation skipped: %s", str(exc).splitlines()[0][:200])
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self.stopping:
@@ -159,6 +174,9 @@ class Pool:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        from jobctl.db import forget_engines_after_fork
+
+        forget_engines_after_fork()
         rt = Runtime(self.settings)
         runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt), processors=self.processors)
 

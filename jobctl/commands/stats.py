@@ -13,7 +13,8 @@ from jobctl import metrics, render
 from jobctl.runtime import Runtime
 
 
-def _table(rt: Runtime, queues: list[str] | None) -> Table:
+def stats_renderable(rt: Runtime, queues: list[str] | None) -> Table:
+    """The stats table of one snapshot."""
     snap = metrics.snapshot(rt, queues)
     s = rt.settings
     why = {q.name: metrics.flags(q, s.backlog_threshold, s.failed_threshold) for q in snap.queues}
@@ -40,11 +41,11 @@ def stats_cmd(
                 time.sleep(interval)
         console = render.stdout()
         if not watch:
-            console.print(_table(rt, queues))
+            console.print(stats_renderable(rt, queues))
             return
-        with Live(_table(rt, queues), console=console, auto_refresh=False) as live:
+        with Live(stats_renderable(rt, queues), console=console, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
-                live.update(_table(rt, queues), refresh=True)
+                live.update(stats_renderable(rt, queues), refresh=True)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
