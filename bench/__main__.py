@@ -143,7 +143,8 @@ def serve_jobctl(url: str) -> None:
 def serve_rq(url: str) -> None:
     """One plain RQ SimpleWorker (no fork per job), JSON serializer."""
     client = redis.Redis.from_url(url)
-    SimpleWorker([rq_queue(client)], connection=client, serializer=JSONSerializer).work(burst=False)
+    SimpleWorker([rq_queue(client)], connection=client, serializer=JSONSerializer).work(
+        burst=False, logging_level="WARNING")
 
 
 def main() -> None:

@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from jobctl import keys, payloads
 from jobctl.errors import UsageError
-from jobctl.jobs import job_fields, new_id
+from jobctl.jobs import encode_data, job_fields, new_id
 from jobctl.queues import QueuePolicy
 from jobctl.runtime import Runtime
 
@@ -105,20 +107,79 @@ def validate_many(job: str, items: Sequence[object]) -> list[dict[str, Any]]:
 def enqueue_many(rt: Runtime, queue: str, job: str, items: Sequence[object], *,
                  priority: int | None = None, when: When = When(),
                  progress: Callable[[int], None] | None = None) -> list[Enqueued]:
-    """Validate all items first, then enqueue them in pipelined batches."""
+    """Validate all items first, then write them in batches, each batch one MULTI/EXEC transaction.
+
+    Fresh UUIDs cannot collide, so bulk writes skip the duplicate check of `enqueue` and push a
+    whole batch of ids with one RPUSH (or ZADD when delayed)."""
     policy = rt.settings.queues.check_job(queue, job)
     clean = validate_many(job, items)
     prio = _check_priority(priority, policy)
-    now = datetime.now(UTC)
+    level = policy.level(prio)
+    mode, seconds, absolute = when.args()
+    template = job_fields(policy, job, {}, prio, datetime.now(UTC))
+    if mode == "schedule":
+        template["status"] = "scheduled"
+        due = float(seconds) + (0.0 if absolute == "1" else _server_time(rt))
+    fields = _resp_fields(template)
     out: list[Enqueued] = []
     for start in range(0, len(clean), BATCH):
         chunk = clean[start:start + BATCH]
         ids = [new_id() for _ in chunk]
-        with rt.redis.pipeline(transaction=False) as pipe:
-            for jid, payload in zip(ids, chunk, strict=True):
-                _call(rt, policy, job, payload, prio, when, jid, now, client=pipe)
-            statuses = pipe.execute()
-        out += [Enqueued(i, queue, job, s.decode()) for i, s in zip(ids, statuses, strict=True)]
+        cmds = [resp(b"MULTI")]
+        cmds += [resp(b"HSET", keys.job(jid).encode(), raw=fields, tail=(b"data", encode_data(job, p).encode()))
+                 for jid, p in zip(ids, chunk, strict=True)]
+        if mode == "schedule":
+            cmds.append(resp(b"ZADD", keys.scheduled(level).encode(), *(x for i in ids for x in (repr(due).encode(),
+                                                                                                 i.encode()))))
+        else:
+            cmds.append(resp(b"RPUSH", keys.queue_list(level).encode(), *(i.encode() for i in ids)))
+            cmds.append(resp(b"ZADD", keys.marker(policy.name).encode(), b"0", b"m"))
+        cmds.append(resp(b"SADD", keys.queues_set().encode(), keys.queue_list(level).encode()))
+        cmds.append(resp(b"EXEC"))
+        _send(rt, cmds)
+        status = "scheduled" if mode == "schedule" else "queued"
+        out += [Enqueued(i, queue, job, status) for i in ids]
         if progress:
             progress(len(chunk))
     return out
+
+
+def _resp_fields(fields: dict[str, str | int]) -> tuple[int, bytes]:
+    """Field/value pairs pre-encoded once for every HSET of a batch."""
+    parts = [str(x).encode() for kv in fields.items() if kv[0] != "data" for x in kv]
+    return len(parts), b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def resp(*args: bytes, raw: tuple[int, bytes] = (0, b""), tail: tuple[bytes, ...] = ()) -> bytes:
+    """One command in the Redis protocol (RESP2), with optional pre-encoded arguments in the middle.
+
+    Bulk enqueue builds its commands here because redis-py's generic packer costs ~80% of the
+    time of writing a 15-field hash; the bytes sent are exactly what redis-py would send."""
+    parts = (*args, *tail)
+    body = b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in args) + raw[1] + b"".join(
+        b"$%d\r\n%s\r\n" % (len(p), p) for p in tail)
+    return b"*%d\r\n" % (len(parts) + raw[0]) + body
+
+
+def _send(rt: Runtime, cmds: list[bytes]) -> None:
+    """Send one MULTI … EXEC batch and check every reply (an error aborts the whole batch)."""
+    pool = rt.redis.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([b"".join(cmds)])
+        replies = [conn.read_response() for _ in cmds]
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    for reply in [*replies, *(replies[-1] if isinstance(replies[-1], list) else [])]:
+        if isinstance(reply, Exception):
+            raise reply
+    if not isinstance(replies[-1], list):
+        raise redis.ResponseError(f"bulk enqueue transaction aborted: {replies[-1]!r}")
+
+
+def _server_time(rt: Runtime) -> float:
+    secs, micros = rt.redis.time()
+    return secs + micros / 1e6

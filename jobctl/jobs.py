@@ -31,22 +31,24 @@ def job_fields(policy: QueuePolicy, job_name: str, payload: dict[str, Any], prio
     return {
         "created_at": stamp,
         "enqueued_at": stamp,
-        "data": json.dumps([job_name, None, [payload], {}], separators=(",", ":")),
+        "data": encode_data(job_name, payload),
         "origin": policy.level(priority),
         "description": job_name,
         "status": "queued",
         "timeout": policy.timeout_s,
         "result_ttl": policy.keep_completed_s,
         "failure_ttl": FAILURE_TTL_S,
-        "worker_name": "",
-        "started_at": "",
-        "ended_at": "",
         "jc_queue": policy.name,
         "jc_job": job_name,
         "jc_priority": priority,
         "jc_attempt": 0,
         "jc_max": policy.attempts,
     }
+
+
+def encode_data(job_name: str, payload: dict[str, Any]) -> str:
+    """RQ's `data` field as JSON: (func_name, instance, args, kwargs); the func name is the job name."""
+    return json.dumps([job_name, None, [payload], {}], separators=(",", ":"))
 
 
 def decode_data(raw: bytes | str) -> tuple[str, dict[str, Any]]:
