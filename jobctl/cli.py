@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from jobctl import __version__
 from jobctl.config import load, mask_url
@@ -80,9 +81,14 @@ def _add_commands() -> None:
 _add_commands()
 
 
+# click's UsageError and ClickException, which Typer raises but does not re-export
+_UsageError: type[Any] = typer.BadParameter.__mro__[1]
+_ClickException: type[Any] = _UsageError.__mro__[1]
+
+
 def fail(message: str, code: int) -> None:
     """One red line on stderr, then exit with `code`."""
-    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {message}", markup=True,
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(message)}", markup=True,
                                                 soft_wrap=True)
     raise SystemExit(code)
 
@@ -90,10 +96,21 @@ def fail(message: str, code: int) -> None:
 def main() -> None:
     """Console entry point: JobctlError and service outages become one line and an exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed already
+            raise SystemExit(0) from None
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx else ""
+        fail(exc.format_message().replace("\n", " ") + hint, 2)
+    except typer.Abort:
+        fail("aborted", 1)
+    except _ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
     except JobctlError as exc:
         fail(str(exc), exc.exit_code)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         fail(f"Redis became unreachable ({type(exc).__name__}: {mask_url(str(exc))[:200]})", 4)
     except redis.ResponseError as exc:
         fail(f"Redis refused a command: {str(exc)[:200]}", 4)
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -11,8 +11,12 @@ from jobctl.jobs import JobView, rq_time, view
 from jobctl.runtime import Runtime
 
 
-def _dec(h: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode(errors="replace") for k, v in h.items()}
+def _dec(h: Any) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in h.items()}
+
+
+def _s(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
 def show_job(rt: Runtime, job_id: str) -> JobView:
@@ -37,7 +41,7 @@ def cancel_job(rt: Runtime, job_id: str) -> str:
 
 def paused(rt: Runtime) -> set[str]:
     """Names of paused queues."""
-    return {m.decode() for m in rt.redis.smembers(keys.paused())}
+    return {_s(m) for m in rt.redis.smembers(keys.paused())}
 
 
 def set_paused(rt: Runtime, names: list[str], pause: bool) -> None:
@@ -63,7 +67,7 @@ def empty_queue(rt: Runtime, name: str) -> int:
                 break
             with rt.redis.pipeline(transaction=False) as pipe:
                 for jid in ids:
-                    pipe.delete(keys.job(jid.decode()))
+                    pipe.delete(keys.job(_s(jid)))
                 pipe.execute()
             removed += len(ids)
     return removed
@@ -93,7 +97,7 @@ def list_workers(rt: Runtime) -> list[WorkerView]:
 
     from jobctl.durations import iso
 
-    names = [n.decode() for n in rt.redis.zrange(keys.workers(), 0, -1)]
+    names = [_s(n) for n in rt.redis.zrange(keys.workers(), 0, -1)]
     with rt.redis.pipeline(transaction=False) as pipe:
         for n in names:
             pipe.hgetall(keys.worker(n))
@@ -106,7 +110,7 @@ def list_workers(rt: Runtime) -> list[WorkerView]:
         with rt.redis.pipeline(transaction=False) as pipe:
             for r in runners:
                 pipe.hkeys(keys.active(r))
-            jobs = [j.decode() for ks in pipe.execute() for j in ks]
+            jobs = [_s(j) for ks in pipe.execute() for j in ks]
         hb = info.get("heartbeat")
         out.append(WorkerView(name, info.get("host", "?"), int(info.get("pid", 0)),
                               info.get("queues", "").split(","), info.get("state", "?"),

@@ -29,7 +29,7 @@ from jobctl.hooks import Hooks
 from jobctl.processors import Processor
 from jobctl.runtime import Runtime
 from jobctl.scheduler import promote
-from jobctl.worker import Runner
+from jobctl.worker import Runner, as_text
 
 log = logging.getLogger("jobctl.pool")
 TICK_S = 0.2
@@ -230,7 +230,7 @@ class Pool:
         except redis.RedisError:
             return  # the heartbeat expiry will reclaim them
         for raw_id, raw in held.items():
-            job_id, level = raw_id.decode(), raw.decode().split("|")[0]
+            job_id, level = as_text(raw_id), as_text(raw).split("|")[0]
             loaded = self.recovery.load(job_id, level)
             if loaded is None:
                 self.rt.redis.hdel(keys.active(child.name), job_id)

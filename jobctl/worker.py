@@ -64,7 +64,8 @@ class Done:
     duration_ms: float
 
 
-def _text(v: bytes | str) -> str:
+def as_text(v: bytes | str) -> str:
+    """Redis reply as str."""
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -82,7 +83,7 @@ class Runner:
         self.settings = rt.settings
         self.queues = queues
         self.order = level_order(rt.settings.queues, queues)
-        self.flat_order = [keys.rate(""), keys.throttle("")]
+        self.flat_order: list[str | int] = [keys.rate(""), keys.throttle("")]
         for queue, level in self.order:
             rate = rt.settings.queues.get(queue).rate_limit
             self.flat_order += [queue, level, rate.limit if rate else 0, int((rate.per_s if rate else 1) * 1e6),
@@ -132,7 +133,7 @@ class Runner:
         if len(res) <= 2:
             self.rate_wait_s = float(res[1]) if len(res) == 2 else 0.0
             return None
-        _, jid, level, queue, attempt, data, max_a, rl, timeout, _enq = (_text(x) for x in res)
+        _, jid, level, queue, attempt, data, max_a, rl, timeout, _enq = (as_text(x) for x in res)
         name, payload = _decode(data)
         return Taken(jid, level, queue, name, payload, int(attempt), int(max_a or 1), rl == "1",
                      int(timeout or self.settings.queues.get(queue).timeout_s))
@@ -169,11 +170,11 @@ class Runner:
                                                   "timeout", "worker_name"])
         if f[0] is None:
             return None
-        name, payload = _decode(_text(f[0]))
-        queue = _text(f[4]) if f[4] else self.settings.queues.level_owner(level)[0].name
+        name, payload = _decode(as_text(f[0]))
+        queue = as_text(f[4]) if f[4] else self.settings.queues.level_owner(level)[0].name
         taken = Taken(job_id, level, queue, name, payload, int(f[1] or 1), int(f[2] or 1), f[3] == b"1",
                       int(f[5] or 0))
-        return taken, _text(f[6] or b"")
+        return taken, as_text(f[6] or b"")
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Run a Redis call, waiting out an outage (workers reconnect when Redis returns)."""

@@ -66,7 +66,7 @@ def read_lines(path: str) -> list[Any]:
             continue
         try:
             items.append(json.loads(line))
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             bad.append(f"line {n}: invalid JSON ({exc.msg})")
     if bad:
         raise UsageError(f"{len(bad)} invalid line(s), nothing enqueued: {'; '.join(bad[:5])}")
