@@ -79,6 +79,7 @@ class Pool:
     def run(self) -> int:
         """Supervise until stopped or (with burst / max-jobs) done; returns the exit code."""
         self.rt.redis.ping()
+        self._warm_up()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._reap_expired()
@@ -101,6 +102,16 @@ class Pool:
                 self.rt.redis.zrem(keys.workers(), self.name)
         log.info("pool %s stopped", self.name)
         return 0
+
+    def _warm_up(self) -> None:
+        """Import every processor and service module before forking: runners then start their first
+        job at once (no second of imports between taking a job and starting it, which would skew the
+        rate limit) and share those pages copy-on-write."""
+        if self.processors is None:
+            from jobctl.processors import registry
+
+            registry()
+        import jobctl.services  # noqa: F401
 
     def _tick(self, last: dict[str, float]) -> None:
         now = time.time()

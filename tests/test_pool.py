@@ -142,3 +142,37 @@ def test_sigkill_of_whole_pool_loses_nothing(rt: Runtime, pool: Callable[..., su
     lost = set(ids) - set(done(rt.redis))
     assert lost == set()
     assert time.time() - killed_at < 60
+
+
+def _starts(client: redis.Redis) -> list[float]:
+    return sorted(float(s.decode().split()[1]) for s in client.lrange("test:starts", 0, -1))
+
+
+def _max_in_window(starts: list[float], window_s: float = 1.0) -> int:
+    """The most starts any half-open window [t, t + window) holds (checked at every start)."""
+    j, best = 0, 0
+    for i in range(len(starts)):
+        while starts[i] - starts[j] >= window_s:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+@pytest.mark.parametrize("kill_midway", [False, True])
+def test_push_rate_limit_holds_across_four_processes(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]],
+                                                     kill_midway: bool) -> None:
+    """300 pushes, 4 runner processes, 30/s: no 1 s window above 30, mean rate >= 27/s."""
+    n = 300 if not kill_midway else 150
+    payload = {"userId": "u", "title": "t", "message": "m", "data": {"sleep": 0.01}}
+    enqueue_many(rt, "push", "send-push", [payload] * n)
+    p = pool("push", 4, "--burst")
+    if kill_midway:
+        wait_for(lambda: len(started(rt.redis)) >= 40, 20, "40 starts")
+        victim = int(subprocess.check_output(["pgrep", "-P", str(p.pid)]).split()[0])
+        os.kill(victim, signal.SIGKILL)
+    assert p.wait(timeout=60) == 0
+    starts = _starts(rt.redis)
+    assert len(starts) >= n and len(done(rt.redis)) == n
+    assert _max_in_window(starts) <= 30
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert rate >= 27, f"mean rate {rate:.1f}/s"
