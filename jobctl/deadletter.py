@@ -303,6 +303,7 @@ def failure_from_hash(rt: Runtime, job_id: str, level: str, h: dict[Any, Any],
     except ValueError:
         failed_at = utcnow()
     error = _text(h.get(b"jc_error")) or _text(h.get(b"exc_info"))
+    traceback = traceback or _text(h.get(b"jc_traceback")) or None
     return Failure(queue, _text(h.get(b"jc_job")) or name, job_id, payload, error, traceback,
                    int(_text(h.get(b"jc_attempt")) or 0), failed_at)
 

@@ -49,10 +49,11 @@ class JobSignal(Exception):
 class RetryLater(JobSignal):
     """Retry after `delay_s` seconds instead of the policy's back-off (e.g. HTTP 429)."""
 
-    def __init__(self, delay_s: float, reason: str = "retry later") -> None:
+    def __init__(self, delay_s: float, reason: str = "retry later", throttle_queue: bool = False) -> None:
         super().__init__(reason)
         self.delay_s = max(0.0, float(delay_s))
         self.reason = reason
+        self.throttle_queue = throttle_queue  # an upstream limit shared by the whole queue (OneSignal 429)
 
 
 class PermanentFailure(JobSignal):

@@ -286,6 +286,8 @@ class Pool:
                 "runners": ",".join(c.name for c in self.children)})
             pipe.expire(keys.worker(self.name), self.settings.heartbeat_ttl_s * 2)
             pipe.zadd(keys.workers(), {self.name: now})
+            # pools killed with SIGKILL never deregister: forget them once long silent
+            pipe.zremrangebyscore(keys.workers(), "-inf", now - 3600)
             pipe.execute()
 
     def _reap_expired(self) -> None:

@@ -134,7 +134,7 @@ return {finished, tostring(min_wait / 1000000)}
 # [5]=failed prefix, [6]=active hash, [7]=metrics prefix, [8]=marker prefix, [9]=id, [10]=level,
 # [11]=queue, [12]=action ('retry'|'dead'|'requeue'), [13]=delay_s, [14]=consumes attempt (1/0),
 # [15]=error text, [16]=now iso, [17]=owner guard ('' = any whose heartbeat expired; else worker),
-# [18]=failure ttl s, [19]=metrics ttl s, [20]=retry-later streak flag
+# [18]=failure ttl s, [19]=metrics ttl s, [20]=retry-later streak flag, [21]=traceback ('' = none)
 FAIL = _PRELUDE + """
 local jp, qp, wp, sp, fp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local active, mp, mkp = ARGV[6], ARGV[7], ARGV[8]
@@ -161,6 +161,8 @@ if action == 'requeue' then
   return 1
 end
 redis.call('HSET', jk, 'exc_info', ARGV[15], 'jc_error', ARGV[15], 'ended_at', ARGV[16])
+redis.call('HSETNX', jk, 'jc_first_failed', ARGV[16])
+if ARGV[21] ~= '' then redis.call('HSET', jk, 'jc_traceback', ARGV[21]) end
 if action == 'retry' then
   local delay = tonumber(ARGV[13])
   if delay > 0 then

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from jobctl import keys, payloads
+from jobctl import keys, payloads, ratelimit
 from jobctl.context import JobContext
 from jobctl.errors import JobSignal, JobTimeout, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
@@ -159,9 +159,11 @@ class Runner:
             keys.job(""), keys.queue_list(""), keys.wip(""), keys.scheduled(""), keys.failed(""),
             keys.active(owner), keys.METRICS_PREFIX, keys.marker(""), job.id, job.level, job.queue, action,
             repr(decision.delay_s), "1" if decision.consumes_attempt else "0", text[:4000], rq_time(),
-            "" if expired_only else owner, FAILURE_TTL_S, METRICS_TTL_S, streak])
+            "" if expired_only else owner, FAILURE_TTL_S, METRICS_TTL_S, streak, (tb or "")[-8000:]])
         if not int(ok):
             return None
+        if isinstance(error, RetryLater) and error.throttle_queue:
+            ratelimit.throttle(self.rt.redis, job.queue, error.delay_s)
         if not requeue:
             event = JobEvent(job.id, job.queue, job.name, job.payload, job.attempt, job.max_attempts,
                              error=text, traceback=tb, delay_s=decision.delay_s)

@@ -270,3 +270,36 @@ def test_every_key_is_in_the_table(rt: Runtime, tmp_path: Path) -> None:
 def test_settings_are_frozen(rt: Runtime) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         rt.settings.redis_url = "x"  # type: ignore[misc]
+
+
+def test_upstream_429_throttles_the_whole_queue(rt: Runtime, tmp_path: Path) -> None:
+    rt = unlimited(rt, tmp_path)
+    starts: list[tuple[int, float]] = []
+
+    def onesignal(p: dict[str, Any], c: JobContext) -> None:
+        starts.append((p["data"]["n"], time.time()))
+        if len(starts) == 1:
+            raise RetryLater(0.6, "HTTP 429", throttle_queue=True)
+
+    enqueue(rt, "push", "send-push", push(1))
+    enqueue(rt, "push", "send-push", push(2))
+    r = runner(rt, ["push"], onesignal)
+    t0 = time.time()
+    while len(starts) < 3 and time.time() - t0 < 5:
+        r.work(burst=True)
+        promote(rt, ["push"])
+    assert [n for n, _ in starts] == [1, 2, 1]
+    assert starts[1][1] - starts[0][1] >= 0.55  # job 2 waited out the queue-wide Retry-After
+
+
+def test_traceback_is_kept_on_the_job_for_the_dead_letter_store(rt: Runtime, tmp_path: Path) -> None:
+    rt = unlimited(rt, tmp_path, "push.attempts = 1")
+
+    def broken(p: dict[str, Any], c: JobContext) -> None:
+        raise KeyError("missing")
+
+    e = enqueue(rt, "push", "send-push", push(1))
+    runner(rt, ["push"], broken).work(burst=True)
+    h = rt.redis.hgetall(keys.job(e.id))
+    assert b"Traceback" in h[b"jc_traceback"] and b"KeyError" in h[b"jc_traceback"]
+    assert h[b"jc_first_failed"] == h[b"ended_at"]

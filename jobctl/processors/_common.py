@@ -58,14 +58,16 @@ def retry_after_s(value: str | None, now: datetime, default: float = DEFAULT_RET
     return min(max(delay, 0.0), MAX_RETRY_AFTER_S)
 
 
-def check_response(resp: requests.Response, service: str) -> None:
-    """Nothing on 2xx; RetryLater on 429; HttpDeferred on 408/5xx; PermanentFailure on other codes."""
+def check_response(resp: requests.Response, service: str, throttle_queue: bool = False) -> None:
+    """Nothing on 2xx; RetryLater on 429 (with `throttle_queue`, the whole queue pauses for
+    Retry-After); HttpDeferred on 408/5xx; PermanentFailure on other codes."""
     status = resp.status_code
     if 200 <= status < 300:
         return
     detail = f"{service} answered HTTP {status}: {resp.text[:200]!r}"
     if status == 429:
-        raise RetryLater(retry_after_s(resp.headers.get("Retry-After"), datetime.now(UTC)), detail)
+        raise RetryLater(retry_after_s(resp.headers.get("Retry-After"), datetime.now(UTC)), detail,
+                         throttle_queue=throttle_queue)
     if status == 408 or status >= 500:
         raise HttpDeferred(detail)
     raise PermanentFailure(detail)

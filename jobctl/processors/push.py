@@ -55,7 +55,7 @@ def send_push(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         headers={"Authorization": f"Key {settings.onesignal_api_key}", "Content-Type": "application/json"},
         timeout=TIMEOUT_S,
     )
-    check_response(resp, "OneSignal")
+    check_response(resp, "OneSignal", throttle_queue=True)  # the limit is per OneSignal app: pause the queue
     answer = resp.json() if resp.content else {}
     log.info("push %s for user %s: notification %s", ctx.job_id, p.userId, answer.get("id"))
     result = {"sent": True, "id": answer.get("id"), "idempotencyKey": body["idempotency_key"]}
