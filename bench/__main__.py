@@ -178,7 +178,7 @@ def main() -> None:
     for label, pairs in rows.items():
         ours_m = statistics.median(p[0] for p in pairs)
         theirs_m = statistics.median(p[1] for p in pairs)
-        ratio = f"{ours_m / theirs_m:6.2f}x" if theirs_m else "    n/a"
+        ratio = f"{ours_m / theirs_m:6.2f}x" if theirs_m >= 0.05 else "    n/a"
         print(f"{label:48} {ours_m:10.2f} {theirs_m:10.2f} {ratio}")
 
 

@@ -27,6 +27,7 @@ from jobctl.config import Settings
 from jobctl.errors import JobctlError, JobTimeout
 from jobctl.hooks import Hooks
 from jobctl.processors import Processor
+from jobctl.retention import trim_finished
 from jobctl.runtime import Runtime
 from jobctl.scheduler import promote
 from jobctl.worker import Runner, as_text
@@ -126,6 +127,7 @@ class Pool:
             last["hb"] = now
         if now - last["reconcile"] >= RECONCILE_S:
             self._reconcile()
+            trim_finished(self.rt)
             last["reconcile"] = now
         if self.burst and not self.stopping and self._drained():
             self._begin_stop()

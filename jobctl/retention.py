@@ -1,0 +1,43 @@
+"""Retention of completed jobs: kept `keep_completed_s` and at most the newest
+`keep_completed_count` per priority level (BullMQ's removeOnComplete {age, count}).
+
+The finish step trims as it goes; `trim_finished` applies the policy to what is already there
+(after a policy change, or to jobs finished by plain RQ workers)."""
+
+from __future__ import annotations
+
+from jobctl import keys
+from jobctl.runtime import Runtime
+
+TRIM = """
+local fk, jp, now, keep_n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local removed = 0
+local expired = redis.call('ZRANGEBYSCORE', fk, '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do redis.call('DEL', jp .. id) end
+if #expired > 0 then redis.call('ZREM', fk, unpack(expired)) end
+removed = #expired
+local excess = redis.call('ZCARD', fk) - keep_n
+if excess > 0 then
+  local old = redis.call('ZRANGE', fk, 0, math.min(excess, 1000) - 1)
+  for _, id in ipairs(old) do redis.call('DEL', jp .. id) end
+  redis.call('ZREM', fk, unpack(old))
+  removed = removed + #old
+end
+return removed
+"""
+
+
+def trim_finished(rt: Runtime) -> int:
+    """Apply every queue's completed-job retention now; returns how many jobs were removed."""
+    script = rt.redis.register_script(TRIM)
+    secs, micros = rt.redis.time()
+    now = secs + micros / 1e6
+    removed = 0
+    for policy in rt.settings.queues.policies:
+        for _p, level in policy.levels():
+            while True:  # batches of 1000 keep each script call short
+                n = int(script(keys=[keys.finished(level)], args=[keys.job(""), now, policy.keep_completed_count]))
+                removed += n
+                if n < 1000:
+                    break
+    return removed
