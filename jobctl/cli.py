@@ -54,6 +54,7 @@ def root(
 def _add_commands() -> None:
     from jobctl.commands import cleanup as cleanup_cmd
     from jobctl.commands import config as config_cmd
+    from jobctl.commands import dashboard as dashboard_cmd
     from jobctl.commands import db as db_cmd
     from jobctl.commands import demo as demo_cmd
     from jobctl.commands import dlq, enqueue, jobs, queues, stats, work, workers
@@ -76,6 +77,7 @@ def _add_commands() -> None:
     app.command(name="cleanup")(cleanup_cmd.cleanup_cmd)
     app.add_typer(db_cmd.app, name="db")
     app.command(name="demo")(demo_cmd.demo_cmd)
+    app.command(name="dashboard")(dashboard_cmd.dashboard_cmd)
 
 
 _add_commands()

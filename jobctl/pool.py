@@ -84,6 +84,9 @@ class Pool:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._reap_expired()
+        from jobctl.dashboard import register_queues
+
+        register_queues(self.rt, self.queues)
         for child in self.children:
             self._spawn(child)
         log.info("pool %s serving %s with %d runners", self.name, ",".join(self.queues), len(self.children))
