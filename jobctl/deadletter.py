@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -40,8 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from jobctl import db, keys
 from jobctl.db import UtcDateTime, dead_letters, utcnow
 from jobctl.durations import iso
-from jobctl.enqueue import enqueue
-from jobctl.errors import JobctlError, NotFound
+from jobctl.errors import NotFound
 from jobctl.hooks import JobEvent
 from jobctl.jobs import FAILURE_TTL_S, RQ_TIME, decode_data
 from jobctl.runtime import Runtime
@@ -376,61 +374,3 @@ def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str) -> int:
             entry_id, new = store.record(failure_from_hash(rt, job_id, level, h))
             _mark(rt, level, job_id, entry_id)
             recorded += new
-
-
-# -- replay and purge --------------------------------------------------------------------------
-
-
-def select_open(rt: Runtime, flt: Filter) -> tuple[list[Entry], list[Outcome]]:
-    """Entries a replay or purge would act on (open ones), and skipped outcomes for named others."""
-    store = store_for(rt)
-    if flt.ids:
-        chosen = store.get(flt.ids)
-    else:
-        chosen = store.entries(Filter(queue=flt.queue, job=flt.job, since_s=flt.since_s,
-                                      older_than_s=flt.older_than_s, status="open", limit=flt.limit),
-                               newest_first=False)
-    skipped = [Outcome(e.id, e.queue, e.job, "skipped", e.replay_job_id, f"already {e.status}")
-               for e in chosen if e.status != "open"]
-    return [e for e in chosen if e.status == "open"], skipped
-
-
-def replay_id(entry_id: int) -> str:
-    """The job id of an entry's replay (deterministic, so a replay is enqueued at most once)."""
-    return f"dlq-{entry_id}"
-
-
-def replay(rt: Runtime, flt: Filter, dry_run: bool = False) -> list[Outcome]:
-    """Re-enqueue open entries' payloads on their queues with fresh attempts (claimed first)."""
-    todo, out = select_open(rt, flt)
-    if dry_run:
-        return [Outcome(e.id, e.queue, e.job, "would replay", replay_id(e.id)) for e in todo] + out
-    if todo:
-        rt.redis.ping()  # an unreachable Redis fails the command before anything is claimed
-    store = store_for(rt)
-    for e in todo:
-        jid = replay_id(e.id)
-        if not store.claim(e.id, jid):
-            out.append(Outcome(e.id, e.queue, e.job, "skipped", None, "replayed concurrently"))
-            continue
-        try:
-            res = enqueue(rt, e.queue, e.job, e.data, job_id=jid)
-        except (JobctlError, redis.RedisError) as exc:
-            store.release(e.id, jid)
-            out.append(Outcome(e.id, e.queue, e.job, "failed", None, str(exc)))
-            continue
-        out.append(Outcome(e.id, e.queue, e.job, "replayed", jid,
-                           "job id already existed" if res.status == "duplicate" else None))
-    done = [o.id for o in out if o.action == "replayed"]
-    if done:
-        store.audit("replay", done, json.dumps({o.id: o.replay_job_id for o in out if o.action == "replayed"}))
-    return sorted(out, key=lambda o: o.id)
-
-
-def purge(rt: Runtime, entries: Sequence[Entry]) -> list[int]:
-    """Mark these entries purged (open ones only) and audit it; returns the ids purged."""
-    store = store_for(rt)
-    done = store.purge([e.id for e in entries])
-    if done:
-        store.audit("purge", done)
-    return done

@@ -15,6 +15,7 @@ from sqlalchemy import delete
 
 from jobctl import config, db, keys
 from jobctl import deadletter as dl
+from jobctl import replay as rp
 from jobctl.config import Settings
 from jobctl.enqueue import enqueue
 from jobctl.errors import NotFound, PermanentFailure
@@ -135,14 +136,14 @@ def test_capture_is_idempotent_per_failure(rt: Runtime) -> None:
 
 def test_replay_reenqueues_with_fresh_attempts_and_marks_replayed(rt: Runtime) -> None:
     e = failed_entry(rt)
-    (out,) = dl.replay(rt, dl.Filter(ids=(e.id,)))
+    (out,) = rp.replay(rt, dl.Filter(ids=(e.id,)))
     assert (out.action, out.replay_job_id) == ("replayed", f"dlq-{e.id}")
     assert rt.redis.hget(keys.job(f"dlq-{e.id}"), "jc_attempt") == b"0"
     assert run(rt, ok) == 1
     assert rt.redis.hget(keys.job(f"dlq-{e.id}"), "status") == b"finished"
     (after,) = entries(rt)
     assert (after.status, after.replay_job_id) == ("replayed", f"dlq-{e.id}") and after.replayed_at
-    (again,) = dl.replay(rt, dl.Filter(ids=(e.id,)))
+    (again,) = rp.replay(rt, dl.Filter(ids=(e.id,)))
     assert (again.action, again.reason) == ("skipped", "already replayed")
     assert rt.redis.llen(keys.queue_list(QUEUE)) == 0
     (audit,) = dl.store_for(rt).audit_log()
@@ -151,7 +152,7 @@ def test_replay_reenqueues_with_fresh_attempts_and_marks_replayed(rt: Runtime) -
 
 def test_a_replay_that_fails_again_is_a_new_entry(rt: Runtime) -> None:
     e = failed_entry(rt)
-    dl.replay(rt, dl.Filter(ids=(e.id,)))
+    rp.replay(rt, dl.Filter(ids=(e.id,)))
     run(rt, boom)
     newest, first = entries(rt)
     assert (newest.job_id, newest.status, first.status) == (f"dlq-{e.id}", "open", "replayed")
@@ -165,7 +166,7 @@ def test_concurrent_replays_enqueue_exactly_once(rt: Runtime, settings: Settings
     def replay_one() -> None:
         own = Runtime(settings)
         barrier.wait()
-        results.extend(dl.replay(own, dl.Filter(ids=(e.id,))))
+        results.extend(rp.replay(own, dl.Filter(ids=(e.id,))))
 
     threads = [threading.Thread(target=replay_one) for _ in range(6)]
     for t in threads:
@@ -187,7 +188,7 @@ def record(rt: Runtime, queue: str, job: str, age: timedelta, payload: dict[str,
 def test_enqueue_failure_puts_the_entry_back_to_open(rt: Runtime) -> None:
     bad = record(rt, QUEUE, JOB, timedelta(0), payload={"userId": "u1"})
     good = record(rt, QUEUE, JOB, timedelta(0))
-    out = {o.id: o for o in dl.replay(rt, dl.Filter(queue=QUEUE))}
+    out = {o.id: o for o in rp.replay(rt, dl.Filter(queue=QUEUE))}
     assert out[bad].action == "failed" and "originalPath" in (out[bad].reason or "")
     assert out[good].action == "replayed"
     (e,) = entries(rt, ids=(bad,))
@@ -203,21 +204,21 @@ def test_filters_order_and_dry_run(rt: Runtime) -> None:
     assert [e.id for e in entries(rt, job="send-email")] == [mid]
     assert [e.id for e in entries(rt, since_s=3 * 3600)] == [new, mid]
     assert [e.id for e in entries(rt, limit=1)] == [new]
-    dry = dl.replay(rt, dl.Filter(queue=QUEUE), dry_run=True)
+    dry = rp.replay(rt, dl.Filter(queue=QUEUE), dry_run=True)
     assert [(o.id, o.action, o.replay_job_id) for o in dry] == [(old, "would replay", f"dlq-{old}"),
                                                                 (new, "would replay", f"dlq-{new}")]
     assert {e.status for e in entries(rt)} == {"open"} and rt.redis.dbsize() == 0
-    assert [o.id for o in dl.replay(rt, dl.Filter(queue=QUEUE, limit=1))] == [old]  # oldest first
+    assert [o.id for o in rp.replay(rt, dl.Filter(queue=QUEUE, limit=1))] == [old]  # oldest first
     assert [e.id for e in entries(rt, status="open")] == [new, mid]
 
 
 def test_purge_marks_open_entries_and_is_audited(rt: Runtime) -> None:
     old = record(rt, QUEUE, JOB, timedelta(days=10))
     new = record(rt, QUEUE, JOB, timedelta(minutes=1))
-    todo, _ = dl.select_open(rt, dl.Filter(older_than_s=7 * 86400))
-    assert dl.purge(rt, todo) == [old]
+    todo, _ = rp.select_open(rt, dl.Filter(older_than_s=7 * 86400))
+    assert rp.purge(rt, todo) == [old]
     assert {e.id: e.status for e in entries(rt)} == {old: "purged", new: "open"}
-    (out,) = dl.replay(rt, dl.Filter(ids=(old,)))
+    (out,) = rp.replay(rt, dl.Filter(ids=(old,)))
     assert (out.action, out.reason) == ("skipped", "already purged")
     assert dl.store_for(rt).audit_log()[0]["action"] == "purge"
 

@@ -12,6 +12,7 @@ import typer
 
 from jobctl import deadletter as dl
 from jobctl import render
+from jobctl import replay as rp
 from jobctl.durations import iso, parse_duration
 from jobctl.errors import OperationFailed, UsageError
 from jobctl.runtime import Runtime
@@ -92,7 +93,7 @@ def replay(ctx: typer.Context, ids: Ids = None, every: AllOpt = False, queue: Qu
            = False, as_json: JsonOpt = False) -> None:
     """Re-enqueue original payloads on their queues with fresh attempts (each entry at most once)."""
     _selector(ids, every, queue, job)
-    outcomes = dl.replay(ctx.obj, _filter(ctx.obj, queue, job, since, limit, ids=ids), dry_run)
+    outcomes = rp.replay(ctx.obj, _filter(ctx.obj, queue, job, since, limit, ids=ids), dry_run)
     failed = [o for o in outcomes if o.action == "failed"]
     counts = {a: sum(o.action == a for o in outcomes) for a in ("replayed", "skipped", "failed")}
     if as_json:
@@ -116,7 +117,7 @@ def purge(ctx: typer.Context, ids: Ids = None, every: AllOpt = False, queue: Que
           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False) -> None:
     """Mark open entries purged (asks for confirmation unless --yes)."""
     _selector(ids, every, queue, None)
-    todo, _skipped = dl.select_open(ctx.obj, _filter(ctx.obj, queue, older_than=older_than, ids=ids))
+    todo, _skipped = rp.select_open(ctx.obj, _filter(ctx.obj, queue, older_than=older_than, ids=ids))
     if not todo:
         typer.echo("nothing to purge")
         return
@@ -125,7 +126,7 @@ def purge(ctx: typer.Context, ids: Ids = None, every: AllOpt = False, queue: Que
             raise UsageError("purge asks for confirmation: pass --yes when not on a terminal")
         if not typer.confirm(f"Purge {len(todo)} dead letter(s)?"):
             raise OperationFailed("cancelled; nothing purged")
-    done = dl.purge(ctx.obj, todo)
+    done = rp.purge(ctx.obj, todo)
     typer.echo(f"purged {len(done)} dead letter(s)")
 
 
