@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jobctl import keys
 from jobctl.config import Settings
-from jobctl.errors import JobctlError, JobTimeout
+from jobctl.errors import JobctlError, JobTimeout, ServiceUnavailable
 from jobctl.hooks import Hooks
 from jobctl.processors import Processor
 from jobctl.retention import trim_finished
@@ -200,9 +200,15 @@ class Pool:
             runner.stopping = True
 
         signal.signal(signal.SIGTERM, stop)
-        if self.stopping:
-            return 0
-        runner.work(claim=self._claim, unclaim=self._unclaim)
+        while not (self.stopping or runner.stopping):
+            try:
+                runner.work(claim=self._claim, unclaim=self._unclaim)
+                return 0
+            except (redis.ConnectionError, redis.TimeoutError, ServiceUnavailable) as exc:
+                # a job finished during the outage stays in the started registry until its
+                # heartbeat expires, then it is run again (at least once, never lost)
+                log.warning("runner %s: Redis unavailable (%s); waiting", child.name, type(exc).__name__)
+                time.sleep(1.0)
         return 0
 
     def _claim(self) -> bool:

@@ -3,7 +3,6 @@ timeout, and applies the outcome (finish folded into the next take: one round tr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
@@ -155,11 +154,11 @@ class Runner:
         streak = "1" if isinstance(error, RetryLater) else "0"
         text = decision.reason if action == "dead" else f"{type(error).__name__}: {error}"
         owner = owner or self.name
-        ok = self.rt.scripts.fail(keys=[], args=[
+        ok = self._retrying(lambda: self.rt.scripts.fail(keys=[], args=[
             keys.job(""), keys.queue_list(""), keys.wip(""), keys.scheduled(""), keys.failed(""),
             keys.active(owner), keys.METRICS_PREFIX, keys.marker(""), job.id, job.level, job.queue, action,
             repr(decision.delay_s), "1" if decision.consumes_attempt else "0", text[:4000], rq_time(),
-            "" if expired_only else owner, FAILURE_TTL_S, METRICS_TTL_S, streak, (tb or "")[-8000:]])
+            "" if expired_only else owner, FAILURE_TTL_S, METRICS_TTL_S, streak, (tb or "")[-8000:]]))
         if not int(ok):
             return None
         if isinstance(error, RetryLater) and error.throttle_queue:
@@ -197,7 +196,10 @@ class Runner:
 
     def set_progress(self, job_id: str, pct: int) -> None:
         """Store a job's progress (0-100) where `jobs show` reads it."""
-        self.rt.redis.hset(keys.job(job_id), "jc_progress", max(0, min(100, int(pct))))
+        try:
+            self.rt.redis.hset(keys.job(job_id), "jc_progress", max(0, min(100, int(pct))))
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("progress of job %s not stored: Redis unavailable", job_id)
 
     # -- running -----------------------------------------------------------------------------
     def execute(self, job: Taken) -> Done | None:
@@ -247,8 +249,12 @@ class Runner:
 
     def wait_for_work(self, timeout_s: float = IDLE_BLOCK_S) -> None:
         """Block on the queues' wake-up markers (an enqueue or a promotion sets them)."""
-        with contextlib.suppress(redis.TimeoutError):
+        try:
             self.rt.redis.bzpopmin([keys.marker(q) for q in self.queues], timeout=timeout_s)
+        except redis.TimeoutError:
+            pass
+        except redis.ConnectionError:
+            time.sleep(timeout_s)  # Redis is down: the next step waits it out and reconnects
 
     def work(self, burst: bool = False, max_jobs: int | None = None,
              claim: Callable[[], bool] | None = None, unclaim: Callable[[], None] | None = None) -> int:

@@ -176,3 +176,54 @@ def test_push_rate_limit_holds_across_four_processes(rt: Runtime, pool: Callable
     assert _max_in_window(starts) <= 30
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     assert rate >= 27, f"mean rate {rate:.1f}/s"
+
+
+def test_workers_ride_out_a_redis_restart(tmp_path: Path, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    """A Redis with AOF restarts under a running pool: nothing is lost, the pool carries on."""
+    import shutil
+    import socket
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server binary not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "always",
+           "--save", "", "--dir", str(tmp_path)]
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        wait_for(lambda: _pings(url), 10, "redis-server to start")
+        return proc
+
+    redis_proc = start()
+    try:
+        rt = Runtime(config.load(env={"HOME": str(tmp_path)}, redis_url=url))
+        first = [e.id for e in enqueue_many(rt, "webhook-retry", "retry-webhook", [hook(i=i) for i in range(5)])]
+        p = subprocess.Popen([sys.executable, "-m", "tests.support.pool_harness", url, "webhook-retry", "2"],
+                             cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            client = redis.Redis.from_url(url)
+            wait_for(lambda: len(done(client)) == 5, 20, "the first jobs")
+            redis_proc.terminate()  # SIGTERM: Redis fsyncs the AOF and exits
+            redis_proc.wait(timeout=10)
+            time.sleep(2)  # the pool keeps running against a dead Redis
+            assert p.poll() is None
+            redis_proc = start()
+            second = [e.id for e in enqueue_many(rt, "webhook-retry", "retry-webhook", [hook(j=i) for i in range(5)])]
+            wait_for(lambda: set(first + second) <= set(done(client)), 30, "the jobs after the restart")
+        finally:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=20)
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.ConnectionError:
+        return False
