@@ -7,18 +7,21 @@ Redis: JOBCTL_TEST_REDIS_URL (default redis://127.0.0.1:6379) with database JOBC
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import delete
 
-from jobctl import config
+from jobctl import config, db
 from jobctl.config import Settings
 from jobctl.runtime import Runtime
 
 REDIS_BASE = os.environ.get("JOBCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_DB = int(os.environ.get("JOBCTL_TEST_REDIS_DB", "13"))
+PG_URL = os.environ.get("JOBCTL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -55,3 +58,36 @@ def cli_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     env.update(JOBCTL_REDIS_URL=redis_url, JOBCTL_DATA_DIR=str(tmp_path / "data"), NO_COLOR="1",
                COLUMNS="200")
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a schema of its own, dropped at the end."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(PG_URL, connect_timeout=2, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
+    schema = f"jobctl_test_{uuid.uuid4().hex[:10]}"
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        db.dispose_engines()
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database-facing test runs on SQLite (a fresh file) and on PostgreSQL (tables emptied)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'app.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    engine = db.engine_for(url)
+    db.init_db(engine)
+    with engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(delete(table))
+    return url

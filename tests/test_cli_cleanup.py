@@ -3,40 +3,33 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from jobctl import config, keys, schedules
+from jobctl import keys, schedules
 from jobctl.runtime import Runtime
 from jobctl.schedules import Schedule
+from tests.support.cli import JOBCTL, db_env, jobctl, runtime_for
 
-JOBCTL = shutil.which("jobctl") or str(Path(sys.executable).parent / "jobctl")
 KNOWN = "known tasks: audit-logs, notifications, temp-files"
 
 
 @pytest.fixture
 def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """CLI environment with a SQLite database of its own."""
-    return cli_env | {"JOBCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
+    return db_env(cli_env, tmp_path)
 
 
 @pytest.fixture
 def rt(env: dict[str, str], tmp_path: Path) -> Runtime:
     """A runtime on the same Redis and database as the CLI."""
-    return Runtime(config.load(env=env, cwd=tmp_path))
+    return runtime_for(env, tmp_path)
 
-
-def jobctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed `jobctl` script."""
-    return subprocess.run([JOBCTL, *args], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
 
 
 def rows(table: str) -> list[list[str]]:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from jobctl import config, keys
 from jobctl import deadletter as dl
+from jobctl import keys
 from jobctl.runtime import Runtime
+from tests.support.cli import db_env, jobctl, runtime_for
 
-JOBCTL = shutil.which("jobctl") or str(Path(sys.executable).parent / "jobctl")
 PAYLOAD = {"userId": "u1", "originalPath": "in/a.jpg", "targetPath": "out/a.jpg", "maxWidth": 100,
            "maxHeight": 100, "quality": 80}
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -29,19 +26,14 @@ FIELDS = ["id", "queue", "job", "job_id", "data", "error", "attempts", "failed_a
 @pytest.fixture
 def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """CLI environment with a SQLite database of its own."""
-    return cli_env | {"JOBCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
+    return db_env(cli_env, tmp_path)
 
 
 @pytest.fixture
 def rt(env: dict[str, str], tmp_path: Path) -> Runtime:
     """A runtime on the same Redis and database as the CLI."""
-    return Runtime(config.load(env=env, cwd=tmp_path))
+    return runtime_for(env, tmp_path)
 
-
-def jobctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed `jobctl` script."""
-    return subprocess.run([JOBCTL, *args], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
 
 
 def seed(rt: Runtime, queue: str = "image-processing", job: str = "process-image", at: datetime = AT) -> int:

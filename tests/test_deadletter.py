@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
 
-from jobctl import config, db, keys
+from jobctl import config, keys
 from jobctl import deadletter as dl
 from jobctl import replay as rp
 from jobctl.config import Settings
@@ -23,44 +21,10 @@ from jobctl.hooks import Hooks, JobEvent
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 QUEUE, JOB = "image-processing", "process-image"
 PAYLOAD = {"userId": "u1", "originalPath": "in/a.jpg", "targetPath": "out/a.jpg", "maxWidth": 100,
            "maxHeight": 100, "quality": 80}
 DOWN_URL = "postgresql://jobctl:s3cret@127.0.0.1:1/nothing"
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a schema of its own, dropped at the end."""
-    import psycopg
-
-    try:
-        conn = psycopg.connect(PG_URL, connect_timeout=2, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    schema = f"jobctl_dlq_{uuid.uuid4().hex[:10]}"
-    conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        db.dispose_engines()
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLite (a fresh file) and PostgreSQL (tables emptied)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'app.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    engine = db.engine_for(url)
-    db.init_db(engine)
-    with engine.begin() as conn:
-        for table in reversed(db.metadata.sorted_tables):
-            conn.execute(delete(table))
-    return url
 
 
 @pytest.fixture

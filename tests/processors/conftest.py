@@ -11,49 +11,9 @@ from typing import Any
 
 import pytest
 from localservices import Ctx, HttpServer, SmtpServer, free_port, handler_for
-from sqlalchemy import delete
 
-from jobctl import config, db
+from jobctl import config
 from jobctl.config import Settings
-
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-# --- databases -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a schema of its own, dropped at the end."""
-    import psycopg
-
-    try:
-        conn = psycopg.connect(PG_URL, connect_timeout=2, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    schema = f"jobctl_test_{uuid.uuid4().hex[:10]}"
-    conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        db.dispose_engines()
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each database-facing test runs on SQLite (a fresh file) and on PostgreSQL (tables emptied)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'app.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    engine = db.engine_for(url)
-    db.init_db(engine)
-    with engine.begin() as conn:
-        for table in reversed(db.metadata.sorted_tables):
-            conn.execute(delete(table))
-    return url
-
 
 # --- settings and context --------------------------------------------------------------------
 
