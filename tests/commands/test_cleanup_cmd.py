@@ -7,29 +7,15 @@ import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from jobctl import keys, schedules
 from jobctl.runtime import Runtime
 from jobctl.schedules import Schedule
-from tests.support.cli import JOBCTL, db_env, jobctl, runtime_for
+from tests.support.cli import JOBCTL, jobctl
 
 KNOWN = "known tasks: audit-logs, notifications, temp-files"
-
-
-@pytest.fixture
-def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """CLI environment with a SQLite database of its own."""
-    return db_env(cli_env, tmp_path)
-
-
-@pytest.fixture
-def rt(env: dict[str, str], tmp_path: Path) -> Runtime:
-    """A runtime on the same Redis and database as the CLI."""
-    return runtime_for(env, tmp_path)
-
 
 
 def rows(table: str) -> list[list[str]]:

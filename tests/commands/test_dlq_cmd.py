@@ -7,33 +7,17 @@ import io
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from jobctl import deadletter as dl
 from jobctl import keys
 from jobctl.runtime import Runtime
-from tests.support.cli import db_env, jobctl, runtime_for
+from tests.support.cli import jobctl
 
 PAYLOAD = {"userId": "u1", "originalPath": "in/a.jpg", "targetPath": "out/a.jpg", "maxWidth": 100,
            "maxHeight": 100, "quality": 80}
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FIELDS = ["id", "queue", "job", "job_id", "data", "error", "attempts", "failed_at", "status", "replayed_at",
           "replay_job_id"]
-
-
-@pytest.fixture
-def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """CLI environment with a SQLite database of its own."""
-    return db_env(cli_env, tmp_path)
-
-
-@pytest.fixture
-def rt(env: dict[str, str], tmp_path: Path) -> Runtime:
-    """A runtime on the same Redis and database as the CLI."""
-    return runtime_for(env, tmp_path)
-
 
 
 def seed(rt: Runtime, queue: str = "image-processing", job: str = "process-image", at: datetime = AT) -> int:
