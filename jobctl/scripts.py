@@ -55,7 +55,9 @@ local finished = 0
 if ARGV[13] == '1' then
   local id, level, queue = ARGV[14], ARGV[15], ARGV[16]
   local jk = jp .. id
-  if redis.call('ZREM', wp .. level, id) == 1 and redis.call('HGET', jk, 'worker_name') == worker then
+  -- only the current owner may finish it: a runner whose job was reclaimed meanwhile must not
+  -- touch the new run's entry (check the owner before removing anything)
+  if redis.call('HGET', jk, 'worker_name') == worker and redis.call('ZREM', wp .. level, id) == 1 then
     local keep_s, keep_n = tonumber(ARGV[18]), tonumber(ARGV[19])
     redis.call('HDEL', active, id)
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', now_iso, 'result', ARGV[17])

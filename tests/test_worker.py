@@ -303,3 +303,17 @@ def test_traceback_is_kept_on_the_job_for_the_dead_letter_store(rt: Runtime, tmp
     h = rt.redis.hgetall(keys.job(e.id))
     assert b"Traceback" in h[b"jc_traceback"] and b"KeyError" in h[b"jc_traceback"]
     assert h[b"jc_first_failed"] == h[b"ended_at"]
+
+
+def test_a_reclaimed_job_cannot_be_finished_by_its_old_runner(rt: Runtime, tmp_path: Path) -> None:
+    from jobctl.worker import Done
+
+    rt = unlimited(rt, tmp_path)
+    e = enqueue(rt, "push", "send-push", push(1))
+    old = runner(rt, ["push"], lambda p, c: None)
+    taken = old.step(None, take=True)
+    assert taken is not None and taken.id == e.id
+    rt.redis.hset(keys.job(e.id), "worker_name", "another-runner")  # reclaimed and taken again elsewhere
+    old.step(Done(taken, "null", 1.0), take=False)
+    assert rt.redis.zscore(keys.wip("push"), e.id) is not None  # the live run is still tracked
+    assert control.show_job(rt, e.id).status == "started"
