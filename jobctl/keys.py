@@ -13,6 +13,9 @@ helpers below that mirror RQ's documented layout; nothing else builds a key with
 | `rq:finished:{level}` | zset | RQ finished registry -> expiry; trimmed to the newest N |
 | `rq:failed:{level}` | zset | RQ failed registry (permanent failures) -> expiry |
 | `rq:canceled:{level}` | zset | RQ canceled registry |
+| `rq:worker:{name}` | hash | a jobctl pool as RQ sees a worker (`rq info`, rq-dashboard), expires |
+| `rq:workers` | set | RQ's set of worker keys |
+| `rq:workers:{level}` | set | RQ's worker keys per queue |
 | `jobctl:marker:{queue}` | zset | wake-up marker: workers block on it when idle |
 | `jobctl:paused` | set | names of paused queues |
 | `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
@@ -71,6 +74,21 @@ def failed(level: str) -> str:
 def canceled(level: str) -> str:
     """RQ's canceled-job registry."""
     return f"{RQ}:canceled:{level}"
+
+
+def rq_worker(name: str) -> str:
+    """RQ's worker hash (a jobctl pool registers as one so RQ's tools see it)."""
+    return f"{RQ}:worker:{name}"
+
+
+def rq_workers() -> str:
+    """RQ's set of worker keys."""
+    return f"{RQ}:workers"
+
+
+def rq_workers_of(level: str) -> str:
+    """RQ's set of worker keys serving one queue."""
+    return f"{RQ}:workers:{level}"
 
 
 def marker(queue: str) -> str:

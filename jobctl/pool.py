@@ -71,6 +71,7 @@ class Pool:
         self.rt = Runtime(settings)
         self.recovery = Runner(self.rt, queues, name=self.name, hooks=self.make_hooks(self.rt))
         self.levels = [level for q in queues for _p, level in settings.queues.get(q).levels()]
+        self.rq_levels = [settings.queues.get(q).level() for q in queues]  # what RQ's tools display
         self.stopping = 0.0  # time the first stop signal arrived
         self.cold = False
         self.claimed = multiprocessing.Value("i", 0)
@@ -102,8 +103,7 @@ class Pool:
                 time.sleep(TICK_S)
         finally:
             with contextlib.suppress(redis.RedisError):
-                self.rt.redis.delete(keys.worker(self.name))
-                self.rt.redis.zrem(keys.workers(), self.name)
+                self._deregister()
         log.info("pool %s stopped", self.name)
         return 0
 
@@ -296,9 +296,37 @@ class Pool:
                 "concurrency": len(self.children), "state": state, "heartbeat": now,
                 "runners": ",".join(c.name for c in self.children)})
             pipe.expire(keys.worker(self.name), self.settings.heartbeat_ttl_s * 2)
+            self._register_with_rq(pipe, state, now)
             pipe.zadd(keys.workers(), {self.name: now})
             # pools killed with SIGKILL never deregister: forget them once long silent
             pipe.zremrangebyscore(keys.workers(), "-inf", now - 3600)
+            pipe.execute()
+
+    def _register_with_rq(self, pipe: redis.client.Pipeline, state: str, now: float) -> None:
+        """Show this pool to RQ's own tools (`rq info`, rq-dashboard) as one worker."""
+        from datetime import UTC, datetime
+
+        from jobctl.jobs import rq_time
+
+        key = keys.rq_worker(self.name)
+        stamp = rq_time(datetime.fromtimestamp(now, UTC))
+        pipe.hset(key, mapping={"hostname": socket.gethostname(), "pid": os.getpid(), "state": state,
+                                "queues": ",".join(self.rq_levels), "last_heartbeat": stamp,
+                                "version": "jobctl"})
+        pipe.hsetnx(key, "birth", stamp)
+        pipe.expire(key, self.settings.heartbeat_ttl_s * 2)
+        pipe.sadd(keys.rq_workers(), key)
+        for level in self.rq_levels:
+            pipe.sadd(keys.rq_workers_of(level), key)
+
+    def _deregister(self) -> None:
+        key = keys.rq_worker(self.name)
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.worker(self.name), key)
+            pipe.zrem(keys.workers(), self.name)
+            pipe.srem(keys.rq_workers(), key)
+            for level in self.rq_levels:
+                pipe.srem(keys.rq_workers_of(level), key)
             pipe.execute()
 
     def _reap_expired(self) -> None:

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 import redis
+from rq import Worker as RqWorker
 
 from jobctl import config, control, keys
 from jobctl.enqueue import enqueue, enqueue_many
 from jobctl.runtime import Runtime
+from tests.support.keytable import undocumented_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = {"eventId": "e", "eventType": "t", "eventData": {}, "attemptNumber": 0}
@@ -67,6 +69,8 @@ def test_burst_drains_and_exits_zero(rt: Runtime, pool: Callable[..., subprocess
     p = pool("webhook-retry", 3, "--burst")
     assert p.wait(timeout=30) == 0
     assert sorted(done(rt.redis)) == sorted(ids)
+    rt.redis.delete("test:starts", "test:done")  # the harness's own bookkeeping
+    assert undocumented_keys(rt.redis) == []
 
 
 def test_max_jobs_stops_after_exactly_n(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:
@@ -81,6 +85,8 @@ def test_sigterm_lets_running_jobs_finish(rt: Runtime, pool: Callable[..., subpr
     waiting = enqueue(rt, "webhook-retry", "retry-webhook", hook(i=2))
     p = pool("webhook-retry", 1)
     wait_for(lambda: started(rt.redis) == [e.id], 10, "the job to start", lambda: started(rt.redis))
+    rq_workers = RqWorker.all(connection=rt.redis)  # RQ's own tools see the pool as a worker
+    assert [(w.pid, w.queue_names()) for w in rq_workers] == [(p.pid, ["webhook-retry"])]
     t0 = time.time()
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 0
@@ -88,6 +94,7 @@ def test_sigterm_lets_running_jobs_finish(rt: Runtime, pool: Callable[..., subpr
     assert done(rt.redis) == [e.id]
     assert control.show_job(rt, e.id).status == "finished"
     assert control.show_job(rt, waiting.id).status == "queued"
+    assert RqWorker.all(connection=rt.redis) == []
 
 
 def test_second_signal_puts_running_jobs_back(rt: Runtime, pool: Callable[..., subprocess.Popen[bytes]]) -> None:

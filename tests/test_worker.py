@@ -21,6 +21,7 @@ from jobctl.hooks import Hooks, JobEvent
 from jobctl.runtime import Runtime
 from jobctl.scheduler import promote
 from jobctl.worker import Runner
+from tests.support.keytable import undocumented_keys
 
 PUSH = {"userId": "u1", "title": "T", "message": "M"}
 HOOK = {"eventId": "e", "eventType": "t", "eventData": {}, "attemptNumber": 0}
@@ -257,14 +258,7 @@ def test_every_key_is_in_the_table(rt: Runtime, tmp_path: Path) -> None:
     enqueue(rt, "email", "send-email", {"to": "a@example.com", "subject": "s", "template": "welcome"})
     runner(rt, ["push", "email"], lambda p, c: None).work(burst=True)
     control.set_paused(rt, ["email"], True)
-    import re
-
-    table = (keys.__doc__ or "").split("\n")
-    patterns = [re.escape(row.split("`")[1]).replace(r"\{", "{").replace(r"\}", "}") for row in table
-                if row.startswith("| `")]
-    regexes = [re.compile("^" + re.sub(r"\{[a-z]+\}", "[^ ]+", p) + "$") for p in patterns]
-    for key in rt.redis.scan_iter():
-        assert any(r.match(key.decode()) for r in regexes), key
+    assert undocumented_keys(rt.redis) == []
 
 
 def test_settings_are_frozen(rt: Runtime) -> None:
