@@ -52,9 +52,12 @@ def encode_data(job_name: str, payload: dict[str, Any]) -> str:
 
 
 def decode_data(raw: bytes | str) -> tuple[str, dict[str, Any]]:
-    """(job name, payload) from RQ's JSON `data` field."""
-    name, _instance, args, _kwargs = json.loads(raw)
-    return str(name), (args[0] if args else {})
+    """(job name, payload) from RQ's JSON `data` field; ("?", {}) when it is not jobctl's layout."""
+    try:
+        name, _instance, args, _kwargs = json.loads(raw)
+    except (ValueError, TypeError):
+        return "?", {}
+    return str(name), (args[0] if args and isinstance(args[0], dict) else {})
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from jobctl import keys, payloads, ratelimit
 from jobctl.context import JobContext
 from jobctl.errors import JobSignal, JobTimeout, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
-from jobctl.jobs import FAILURE_TTL_S, rq_time
+from jobctl.jobs import FAILURE_TTL_S, decode_data, rq_time
 from jobctl.processors import Processor
 from jobctl.queues import Registry
 from jobctl.retry import Decision, decide
@@ -137,7 +137,7 @@ class Runner:
             self.rate_wait_s = float(res[1]) if len(res) == 2 else 0.0
             return None
         _, jid, level, queue, attempt, data, max_a, rl, timeout, _enq = (as_text(x) for x in res)
-        name, payload = _decode(data)
+        name, payload = decode_data(data)
         return Taken(jid, level, queue, name, payload, int(attempt), int(max_a or 1), rl == "1",
                      int(timeout or self.settings.queues.get(queue).timeout_s))
 
@@ -175,7 +175,7 @@ class Runner:
                                                   "timeout", "worker_name"])
         if f[0] is None:
             return None
-        name, payload = _decode(as_text(f[0]))
+        name, payload = decode_data(as_text(f[0]))
         queue = as_text(f[4]) if f[4] else self.settings.queues.level_owner(level)[0].name
         taken = Taken(job_id, level, queue, name, payload, int(f[1] or 1), int(f[2] or 1), f[3] == b"1",
                       int(f[5] or 0))
@@ -285,10 +285,3 @@ class Runner:
 
         return promote(self.rt, self.queues)[0]
 
-
-def _decode(data: str) -> tuple[str, dict[str, Any]]:
-    try:
-        name, _inst, args, _kw = json.loads(data)
-        return str(name), (args[0] if args and isinstance(args[0], dict) else {})
-    except (ValueError, TypeError):
-        return "?", {}
