@@ -54,8 +54,6 @@ class Settings:
     retention_days: Mapping[str, float] = field(
         default_factory=lambda: {"audit-logs": 365, "notifications": 90, "temp-files": 1}
     )
-    backlog_threshold: int = 1000
-    failed_threshold: int = 1000 // 10
     alert_cooldown_s: int = 3600
     heartbeat_ttl_s: int = 30
     config_path: Path | None = None

@@ -67,8 +67,10 @@ class Report:
                 "generated_at": self.generated_at}
 
 
-def _queues_over(snap: metrics.Snapshot, attr: str, limit: int) -> dict[str, int]:
-    return {q.name: getattr(q, attr) for q in snap.queues if getattr(q, attr) > limit}
+def _queues_over(snap: metrics.Snapshot, attr: str, settings: Settings, limit: str) -> dict[str, int]:
+    """Queues whose `attr` exceeds their own policy's `limit` field."""
+    return {q.name: getattr(q, attr) for q in snap.queues
+            if getattr(q, attr) > getattr(settings.queues.get(q.name), limit)}
 
 
 def _list(d: dict[str, int], unit: str) -> str:
@@ -78,16 +80,17 @@ def _list(d: dict[str, int], unit: str) -> str:
 def queue_checks(snap: metrics.Snapshot, settings: Settings) -> list[Check]:
     """Backlog, failures, workers, scheduler and dead-letter checks of one snapshot (pure)."""
     out = []
-    backlog = _queues_over(snap, "waiting", settings.backlog_threshold)
+    limits = {q.name: settings.queues.get(q.name) for q in snap.queues}
+    backlog = _queues_over(snap, "waiting", settings, "backlog_alert")
     out.append(Check("backlog", "WARNING" if backlog else "OK",
-                     f"over {settings.backlog_threshold} waiting: {_list(backlog, 'waiting')}" if backlog
-                     else f"no queue over {settings.backlog_threshold} waiting",
-                     {"queues": backlog, "threshold": settings.backlog_threshold}))
-    failed = _queues_over(snap, "failed_1h", settings.failed_threshold)
+                     f"over the backlog threshold: {_list(backlog, 'waiting')}" if backlog
+                     else "no queue over its backlog threshold",
+                     {"queues": backlog, "thresholds": {n: p.backlog_alert for n, p in limits.items()}}))
+    failed = _queues_over(snap, "failed_1h", settings, "failed_alert")
     out.append(Check("failures", "WARNING" if failed else "OK",
-                     f"over {settings.failed_threshold} failed in the last hour: {_list(failed, 'failed')}"
-                     if failed else f"no queue over {settings.failed_threshold} failed in the last hour",
-                     {"queues": failed, "threshold": settings.failed_threshold}))
+                     f"over the failure threshold in the last hour: {_list(failed, 'failed')}"
+                     if failed else "no queue over its failure threshold in the last hour",
+                     {"queues": failed, "thresholds": {n: p.failed_alert for n, p in limits.items()}}))
     orphans = {q.name: q.waiting for q in snap.queues if q.waiting and not q.workers and not q.paused}
     out.append(Check("workers", "CRITICAL" if orphans else "OK",
                      f"waiting jobs but no live worker: {_list(orphans, 'waiting')}" if orphans

@@ -56,6 +56,8 @@ class QueuePolicy:
     rate_limit: RateLimit | None = None
     keep_completed_s: int = 3600
     keep_completed_count: int = 1000
+    backlog_alert: int = 1000  # health/stats flag a queue with more jobs waiting
+    failed_alert: int = 100  # … or more permanent failures in the last hour
 
     def level(self, priority: int | None = None) -> str:
         """RQ queue name of one priority level."""
@@ -138,7 +140,8 @@ class Registry:
 
 
 _FIELDS = {"attempts", "backoff", "backoff_delay_s", "backoff_max_s", "backoff_jitter", "priority",
-           "concurrency", "timeout_s", "rate_limit", "keep_completed_s", "keep_completed_count"}
+           "concurrency", "timeout_s", "rate_limit", "keep_completed_s", "keep_completed_count",
+           "backlog_alert", "failed_alert"}
 
 
 def _int(source: str, key: str, value: object, low: int, high: int) -> int:
@@ -192,4 +195,6 @@ def override(policy: QueuePolicy, fields: dict[str, object], source: str) -> Que
                               fields.get("keep_completed_s", policy.keep_completed_s), 0, 10**8),
         keep_completed_count=_int(where, "keep_completed_count",
                                   fields.get("keep_completed_count", policy.keep_completed_count), 0, 10**7),
+        backlog_alert=_int(where, "backlog_alert", fields.get("backlog_alert", policy.backlog_alert), 0, 10**9),
+        failed_alert=_int(where, "failed_alert", fields.get("failed_alert", policy.failed_alert), 0, 10**9),
     )

@@ -199,3 +199,13 @@ def test_health_without_notify_writes_nothing(rt: Runtime) -> None:
     before = set(rt.redis.keys("*"))
     health.run(rt)
     assert set(rt.redis.keys("*")) == before
+
+
+def test_thresholds_are_per_queue(rt: Runtime, tmp_path: Any) -> None:
+    from jobctl import config
+
+    (tmp_path / "jobctl.toml").write_text("[queues.email]\nbacklog_alert = 10\nfailed_alert = 0\n")
+    tuned = Runtime(config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path, redis_url=rt.settings.redis_url))
+    assert statuses(tuned, q("email", waiting=11))["backlog"] == "WARNING"
+    assert statuses(tuned, q("push", waiting=11))["backlog"] == "OK"
+    assert statuses(tuned, q("email", failed_1h=1))["failures"] == "WARNING"

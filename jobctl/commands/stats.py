@@ -17,7 +17,8 @@ def stats_renderable(rt: Runtime, queues: list[str] | None) -> Table:
     """The stats table of one snapshot."""
     snap = metrics.snapshot(rt, queues)
     s = rt.settings
-    why = {q.name: metrics.flags(q, s.backlog_threshold, s.failed_threshold) for q in snap.queues}
+    why = {q.name: metrics.flags(q, s.queues.get(q.name).backlog_alert, s.queues.get(q.name).failed_alert)
+           for q in snap.queues}
     return render.stats_table(snap.generated_at, snap.queues, why)
 
 
