@@ -56,6 +56,12 @@ def set_paused(rt: Runtime, names: list[str], pause: bool) -> None:
             rt.redis.zadd(keys.marker(name), {"m": 0})
 
 
+def register_queues(rt: Runtime, names: list[str] | None = None) -> None:
+    """Add the queues' own levels to RQ's queue set, so RQ tools list them before any job arrives."""
+    policies = [rt.settings.queues.get(n) for n in names] if names else rt.settings.queues.policies
+    rt.redis.sadd(keys.queues_set(), *(keys.queue_list(p.level()) for p in policies))
+
+
 def empty_queue(rt: Runtime, name: str) -> int:
     """Delete every waiting job of a queue (all priority levels); returns how many."""
     removed = 0

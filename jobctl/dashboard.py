@@ -6,15 +6,8 @@ import importlib.util
 import os
 import sys
 
-from jobctl import keys
 from jobctl.errors import OperationFailed
 from jobctl.runtime import Runtime
-
-
-def register_queues(rt: Runtime, names: list[str] | None = None) -> None:
-    """Add the queues' own levels to RQ's queue set, so RQ tools list them before any job arrives."""
-    policies = [rt.settings.queues.get(n) for n in names] if names else rt.settings.queues.policies
-    rt.redis.sadd(keys.queues_set(), *(keys.queue_list(p.level()) for p in policies))
 
 
 def command(host: str, port: int) -> list[str]:

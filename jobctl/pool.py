@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jobctl import keys
 from jobctl.config import Settings
+from jobctl.control import register_queues
 from jobctl.errors import JobctlError, JobTimeout, ServiceUnavailable
 from jobctl.hooks import Hooks
 from jobctl.processors import Processor
@@ -85,8 +86,6 @@ class Pool:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._reap_expired()
-        from jobctl.dashboard import register_queues
-
         register_queues(self.rt, self.queues)
         for child in self.children:
             self._spawn(child)

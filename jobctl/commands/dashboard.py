@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jobctl import dashboard
+from jobctl import control, dashboard
 from jobctl.runtime import Runtime
 
 
@@ -19,7 +19,7 @@ def dashboard_cmd(
     """Serve the web view (rq-dashboard, JSON serializer) until Ctrl-C."""
     rt: Runtime = ctx.obj
     cmd = dashboard.command(host, port)
-    dashboard.register_queues(rt)
+    control.register_queues(rt)
     typer.echo(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     proc = subprocess.Popen(cmd, env=dashboard.environment(rt))
     try:
