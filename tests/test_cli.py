@@ -137,3 +137,15 @@ def test_completion_offers_the_commands(cli_env: dict[str, str]) -> None:
     env = cli_env | {"_JOBCTL_COMPLETE": "complete_bash", "COMP_WORDS": "jobctl dl", "COMP_CWORD": "1"}
     out = subprocess.run([str(Path(sys.executable).parent / "jobctl")], env=env, capture_output=True, text=True)
     assert "dlq" in out.stdout.split()
+
+
+def test_demo_runs_every_job_kind_to_completion(cli_env: dict[str, str], tmp_path: Path) -> None:
+    out = run(cli_env, "demo", timeout=120)
+    assert out.returncode == 0, out.stderr
+    for job in ("send-email", "send-push", "process-image", "retry-webhook", "cleanup-audit-logs",
+                "cleanup-notifications", "cleanup-temp-files"):
+        assert f"{job} (finished)" in out.stdout
+    assert "1 delivery(ies), 1 signature(s) verified" in out.stdout
+    data = Path(cli_env["JOBCTL_DATA_DIR"])
+    assert len(list((data / "outbox" / "email").glob("*.eml"))) == 1
+    assert (data / "storage" / "thumbs" / "demo" / "photo.jpg").is_file()
