@@ -22,7 +22,7 @@ sliding one-hour windows, so they are gauges (a Prometheus counter must never de
 | `jobctl_queue_oldest_waiting_seconds` | gauge | `queue` | age of the oldest waiting job (0 when none wait) |
 | `jobctl_queue_workers` | gauge | `queue` | runner processes of live worker pools serving the queue |
 | `jobctl_queue_paused` | gauge | `queue` | 1 when paused |
-| `jobctl_queue_rate_limited` | gauge | `queue` | 1 while throttled by an upstream 429 |
+| `jobctl_queue_rate_limited` | gauge | `queue` | 1 while at its rate limit or throttled by an upstream 429 |
 | `jobctl_queue_dead_letters` | gauge | `queue` | open dead letters (absent when the store is unreadable) |
 """
 
@@ -41,9 +41,10 @@ if TYPE_CHECKING:
 
     from prometheus_client.metrics_core import Metric
 
-from jobctl import keys
+from jobctl import keys, ratelimit
 from jobctl.durations import iso
 from jobctl.jobs import RQ_TIME
+from jobctl.queues import QueuePolicy
 from jobctl.runtime import Runtime
 
 log = logging.getLogger("jobctl.metrics")
@@ -153,6 +154,19 @@ def dead_letter_counts(database_url: str, since: datetime) -> DeadLetterCounts:
     return DeadLetterCounts({r[0]: int(r[1]) for r in rows}, {r[0]: int(r[2] or 0) for r in rows})
 
 
+def _rate_scopes(policies: Sequence[QueuePolicy]) -> list[tuple[str, int, int, str]]:
+    """(limiter key, window µs, limit, queue) of every rate-limited queue (per job name where scoped so)."""
+    out = []
+    for p in policies:
+        if p.rate_limit is None:
+            continue
+        window_us = int(p.rate_limit.per_s * 1e6) + ratelimit.GUARD_US
+        names = p.jobs if p.rate_limit.scope == "job" else ("",)
+        out += [(keys.rate(ratelimit.scope_for(p.name, p.rate_limit, n)), window_us, p.rate_limit.limit, p.name)
+                for n in names]
+    return out
+
+
 def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None = None,
              dead_letters: bool = True) -> Snapshot:
     """Figures of `queues` (default: all, in priority order) in two pipelined round trips."""
@@ -200,7 +214,12 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
                 pipe.hgetall(keys.metrics(p.name, m))
             for head in heads:
                 pipe.hget(keys.job(head.decode()), "enqueued_at")
+        scopes = _rate_scopes(policies)
+        for key, window_us, _limit, _queue in scopes:
+            pipe.zcount(key, f"({now_s * 1e6 - window_us:.0f}", "+inf")
         second = pipe.execute()
+    at_limit = {queue for (_k, _w, limit, queue), n in zip(scopes, second[len(second) - len(scopes):], strict=True)
+                if int(n) >= limit}
     workers = _live_workers(second[:len(pool_names)])
     j = len(pool_names)
     since = datetime.fromtimestamp(now_s - 3600, UTC)
@@ -222,7 +241,7 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
             avg_ms_1h=round(totals["ms"] / completed, 1) if completed else None,
             oldest_waiting_s=max(ages) if ages else None, workers=workers.get(p.name, 0),
             paused=p.name in paused, dead_letters=dl.open.get(p.name, 0) if usable and dl else None,
-            retried_1h=int(totals["retried"]), rate_limited=throttled,
+            retried_1h=int(totals["retried"]), rate_limited=throttled or p.name in at_limit,
             dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None))
     return Snapshot(iso(datetime.fromtimestamp(now_s, UTC)), now_s, tuple(out), scheduler_alive,
                     dl.error if dl else None)
@@ -251,7 +270,7 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("oldest_waiting_s", "jobctl_queue_oldest_waiting_seconds", "Age of the oldest waiting job."),
     ("workers", "jobctl_queue_workers", "Runner processes of live worker pools serving the queue."),
     ("paused", "jobctl_queue_paused", "1 when the queue is paused."),
-    ("rate_limited", "jobctl_queue_rate_limited", "1 while the queue is throttled by an upstream 429."),
+    ("rate_limited", "jobctl_queue_rate_limited", "1 while the queue is at its rate limit or throttled by a 429."),
     ("dead_letters", "jobctl_queue_dead_letters", "Open dead letters."),
 )
 

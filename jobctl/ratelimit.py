@@ -39,6 +39,11 @@ from redis import Redis
 from jobctl import keys
 from jobctl.queues import RateLimit
 
+# A worker's limiter counts starts over the window plus this guard band: the take is atomic in Redis, but
+# the processor's first instruction (and its external call) comes a few ms later in another process,
+# and that jitter must not push one start too many into any real one-second window.
+GUARD_US = 50_000
+
 LUA_LIBRARY = """
 local function jobctl_now_us(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end

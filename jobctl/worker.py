@@ -30,10 +30,6 @@ from jobctl.runtime import Runtime
 log = logging.getLogger("jobctl.worker")
 METRICS_TTL_S = 3 * 3600
 IDLE_BLOCK_S = 1.0
-# The limiter counts starts over the window plus this guard band: the take is atomic in Redis, but
-# the processor's first instruction (and its external call) comes a few ms later in another process,
-# and that jitter must not push one start too many into any real one-second window.
-RATE_GUARD_US = 50_000
 
 
 def level_order(registry: Registry, queues: list[str]) -> list[tuple[str, str]]:
@@ -89,7 +85,7 @@ class Runner:
         self.flat_order: list[str | int] = [keys.rate(""), keys.throttle("")]
         for queue, level in self.order:
             rate = rt.settings.queues.get(queue).rate_limit
-            window_us = int((rate.per_s if rate else 1) * 1e6) + RATE_GUARD_US
+            window_us = int((rate.per_s if rate else 1) * 1e6) + ratelimit.GUARD_US
             self.flat_order += [queue, level, rate.limit if rate else 0, window_us, rate.scope if rate else "queue"]
         self.rate_wait_s = 0.0
         self.name = name or f"{socket.gethostname()}.{id(self):x}"

@@ -217,3 +217,17 @@ def test_prometheus_http(rt: Runtime, served: int) -> None:
     text = requests.get(f"http://127.0.0.1:{served}/metrics", timeout=5).text
     waiting = {s.labels["queue"]: s.value for s in _families(text)["jobctl_queue_waiting"].samples}
     assert waiting["email"] == 1
+
+
+def test_stats_flag_a_queue_at_its_rate_limit(rt: Runtime) -> None:
+    from jobctl import ratelimit
+
+    now_us = int(rt.redis.time()[0] * 1e6)
+    rt.redis.zadd(keys.rate("push"), {f"j{i}": now_us - 1000 for i in range(30)})
+    rt.redis.zadd(keys.rate("email:send-email"), {f"e{i}": now_us - 1000 for i in range(99)})
+    flags = {q.name: q.rate_limited for q in metrics.snapshot(rt, dead_letters=False).queues}
+    assert flags["push"] is True and flags["email"] is False  # 99 of 100 per job name
+    rt.redis.zadd(keys.rate("email:send-email"), {"e99": now_us - 1000})
+    ratelimit.throttle(rt.redis, "webhook-retry", 5)
+    flags = {q.name: q.rate_limited for q in metrics.snapshot(rt, dead_letters=False).queues}
+    assert (flags["email"], flags["webhook-retry"], flags["image-processing"]) == (True, True, False)
