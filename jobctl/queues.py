@@ -1,7 +1,9 @@
 """Queue policies: every queue's behaviour on one screen (SPEC §2).
 
-A queue is served through one RQ queue per priority level: the level of the queue's own
-priority keeps the queue's name (`email`), other levels get a suffix (`email.p3`). Lower
+A queue is served through one RQ queue per priority level: the level of the queue's built-in
+priority keeps the queue's name (`email`), other levels get a suffix (`email.p3`). Level names never
+depend on configuration (a `priority` override changes the default of new jobs, not where existing
+jobs live), so producers and workers with different configs, or a changed config, lose nothing. Lower
 numbers are taken first; FIFO within a level.
 """
 
@@ -58,11 +60,16 @@ class QueuePolicy:
     keep_completed_count: int = 1000
     backlog_alert: int = 1000  # health/stats flag a queue with more jobs waiting
     failed_alert: int = 100  # … or more permanent failures in the last hour
+    home_priority: int = 0  # the level named after the queue: the built-in priority, never configured
+
+    def __post_init__(self) -> None:
+        if not self.home_priority:
+            object.__setattr__(self, "home_priority", self.priority)
 
     def level(self, priority: int | None = None) -> str:
         """RQ queue name of one priority level."""
         p = self.priority if priority is None else priority
-        return self.name if p == self.priority else f"{self.name}.p{p}"
+        return self.name if p == self.home_priority else f"{self.name}.p{p}"
 
     def levels(self) -> list[tuple[int, str]]:
         """All (priority, level name) pairs, highest priority first."""
@@ -136,7 +143,7 @@ class Registry:
         if name and suffix.isdigit() and name in self._by_name:
             return self._by_name[name], int(suffix)
         policy = self.get(level)
-        return policy, policy.priority
+        return policy, policy.home_priority
 
 
 _FIELDS = {"attempts", "backoff", "backoff_delay_s", "backoff_max_s", "backoff_jitter", "priority",

@@ -73,3 +73,13 @@ def test_unknown_queue_lists_known(tmp_path: Path) -> None:
         s.queues.get("emails")
     with pytest.raises(UsageError, match="known jobs: send-push"):
         s.queues.check_job("push", "send-email")
+
+
+def test_level_names_do_not_depend_on_configured_priority(tmp_path: Path) -> None:
+    (tmp_path / "jobctl.toml").write_text("[queues.webhook-retry]\npriority = 4\n")
+    tuned = config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path).queues.get("webhook-retry")
+    (tmp_path / "plain").mkdir()
+    builtin = config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path / "plain").queues.get("webhook-retry")
+    assert tuned.levels() == builtin.levels()  # jobs enqueued under either config are served by both
+    assert (tuned.level(), tuned.level(3)) == ("webhook-retry.p4", "webhook-retry")
+    assert config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path).queues.level_owner("webhook-retry")[1] == 3
