@@ -20,7 +20,7 @@ helpers below that mirror RQ's documented layout; nothing else builds a key with
 | `jobctl:paused` | set | names of paused queues |
 | `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
 | `jobctl:workers` | zset | worker pool names -> last heartbeat |
-| `jobctl:active:{runner}` | hash | a runner process's running jobs: job id -> "level|started (unix s)" |
+| `jobctl:active:{runner}` | hash | a runner process's running jobs: job id -> "level|started (unix s)|timeout s" |
 | `jobctl:metrics:{queue}:{minute}` | hash | per-minute counters (completed, failed, retried, ms), expire |
 | `jobctl:rate:{scope}` | zset | sliding-log rate limiter of one scope |
 | `jobctl:throttle:{queue}` | string | queue throttled until expiry (HTTP 429 Retry-After) |

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
@@ -52,7 +53,11 @@ class Child:
     name: str
     pid: int = 0
     kill_reason: BaseException | None = None
-    running: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (level, started)
+    running: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # id -> (level, started, timeout)
+    needs_recovery: bool = False  # died holding jobs not yet handed back (Redis was down)
+    spawned_at: float = 0.0
+    respawn_at: float = 0.0
+    backoff_s: float = 0.0
 
 
 class Pool:
@@ -67,10 +72,12 @@ class Pool:
         self.max_jobs = max_jobs
         self.make_hooks = hooks or (lambda _rt: Hooks())
         self.processors = processors
-        self.name = f"{socket.gethostname()}.{os.getpid()}"
+        # unique even for two containers that are both "pid 1" on one host name
+        self.name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.children = [Child(i, f"{self.name}.{i}") for i in range(concurrency)]
         self.rt = Runtime(settings)
-        self.recovery = Runner(self.rt, queues, name=self.name, hooks=self.make_hooks(self.rt))
+        self.recovery = Runner(self.rt, queues, name=self.name, hooks=self.make_hooks(self.rt),
+                               wait_out_outages=False)
         self.levels = [level for q in queues for _p, level in settings.queues.get(q).levels()]
         self.rq_levels = [settings.queues.get(q).level() for q in queues]  # what RQ's tools display
         self.stopping = 0.0  # time the first stop signal arrived
@@ -92,12 +99,13 @@ class Pool:
         log.info("pool %s serving %s with %d runners", self.name, ",".join(self.queues), len(self.children))
         last = {"hb": 0.0, "promote": 0.0, "reconcile": time.time()}
         try:
-            while any(c.pid for c in self.children):
+            while not self._finished():
                 self._reap_children()
                 if self.cold:
                     self._stop_cold()
                     break
                 with contextlib.suppress(redis.RedisError):
+                    self._service_children()
                     self._tick(last)
                 time.sleep(TICK_S)
         finally:
@@ -105,6 +113,15 @@ class Pool:
                 self._deregister()
         log.info("pool %s stopped", self.name)
         return 0
+
+    def _finished(self) -> bool:
+        """No runner alive and none to bring back (stopping, or --max-jobs reached)."""
+        if any(c.pid or c.needs_recovery for c in self.children):
+            return False
+        return bool(self.stopping) or self._max_reached()
+
+    def _max_reached(self) -> bool:
+        return self.max_jobs is not None and self.claimed.value >= self.max_jobs
 
     def _warm_up(self) -> None:
         """Import every processor and service module before forking: runners then start their first
@@ -119,7 +136,7 @@ class Pool:
     def _tick(self, last: dict[str, float]) -> None:
         now = time.time()
         self._read_running()
-        self._enforce_timeouts(now)
+        self._enforce_timeouts()
         if not self.stopping and now - last["promote"] >= 1.0:
             promote(self.rt, self.queues)
             last["promote"] = now
@@ -177,11 +194,13 @@ class Pool:
     def _spawn(self, child: Child) -> None:
         pid = os.fork()
         if pid:
-            child.pid, child.kill_reason = pid, None
+            child.pid, child.kill_reason, child.spawned_at = pid, None, time.time()
             return
         code = 1
         try:
             code = self._child_main(child)
+        except BaseException:  # noqa: BLE001 - report, then leave: the supervisor recovers the jobs
+            log.exception("runner %s crashed", child.name)
         finally:
             os._exit(code)
 
@@ -203,7 +222,7 @@ class Pool:
             try:
                 runner.work(claim=self._claim, unclaim=self._unclaim)
                 return 0
-            except (redis.ConnectionError, redis.TimeoutError, ServiceUnavailable) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ServiceUnavailable) as exc:
                 # a job finished during the outage stays in the started registry until its
                 # heartbeat expires, then it is run again (at least once, never lost)
                 log.warning("runner %s: Redis unavailable (%s); waiting", child.name, type(exc).__name__)
@@ -235,32 +254,43 @@ class Pool:
             child = next((c for c in self.children if c.pid == pid), None)
             if child is None:
                 continue
-            child.pid = 0
-            self._recover(child)
-            done = self.max_jobs is not None and self.claimed.value >= self.max_jobs
-            if not self.stopping and not done and not self.cold:
-                if os.waitstatus_to_exitcode(status) != 0:
-                    log.warning("runner %s exited (%s); restarting", child.name,
-                                os.waitstatus_to_exitcode(status))
+            child.pid, child.needs_recovery = 0, True
+            code = os.waitstatus_to_exitcode(status)
+            quick = time.time() - child.spawned_at < 2.0
+            child.backoff_s = min(max(1.0, child.backoff_s * 2), 30.0) if code != 0 and quick else 0.0
+            child.respawn_at = time.time() + child.backoff_s
+            if code != 0 and not self.stopping:
+                log.warning("runner %s exited (%s); restarting in %.0fs", child.name, code, child.backoff_s)
+
+    def _service_children(self) -> None:
+        """Hand back the jobs of dead runners, then restart them (not before: a restarted runner
+        reuses its name, and must not inherit a dead one's entries)."""
+        for child in self.children:
+            if child.needs_recovery and self._recover(child):
+                child.needs_recovery = False
+            wanted = not (self.stopping or self.cold or self._max_reached())
+            if wanted and not child.pid and not child.needs_recovery and time.time() >= child.respawn_at:
                 self._spawn(child)
 
-    def _recover(self, child: Child, requeue: bool = False) -> None:
-        """Apply the failure (or put back) every job a dead runner still held."""
+    def _recover(self, child: Child, requeue: bool = False) -> bool:
+        """Apply the failure (or put back) every job a dead runner still held; False if Redis is down."""
         try:
             held = self.rt.redis.hgetall(keys.active(child.name))
-        except redis.RedisError:
-            return  # the heartbeat expiry will reclaim them
-        for raw_id, raw in held.items():
-            job_id, level = as_text(raw_id), as_text(raw).split("|")[0]
-            loaded = self.recovery.load(job_id, level)
-            if loaded is None:
-                self.rt.redis.hdel(keys.active(child.name), job_id)
-                continue
-            taken, _owner = loaded
-            error = child.kill_reason or WorkerDied("the runner process died while running the job")
-            decision = self.recovery.fail(taken, error, None, owner=child.name, requeue=requeue)
-            log.warning("job %s of %s: %s -> %s", job_id, taken.queue, error,
-                        "put back" if requeue else (decision.action if decision else "already handled"))
+            for raw_id, raw in held.items():
+                job_id, level = as_text(raw_id), as_text(raw).split("|")[0]
+                loaded = self.recovery.load(job_id, level)
+                if loaded is None:
+                    self.rt.redis.hdel(keys.active(child.name), job_id)
+                    continue
+                taken, _owner = loaded
+                error = child.kill_reason or WorkerDied("the runner process died while running the job")
+                decision = self.recovery.fail(taken, error, None, owner=child.name, requeue=requeue)
+                log.warning("job %s of %s: %s -> %s", job_id, taken.queue, error,
+                            "put back" if requeue else (decision.action if decision else "already handled"))
+        except redis.RedisError as exc:
+            log.warning("runner %s: jobs not handed back yet (%s); retrying", child.name, type(exc).__name__)
+            return False
+        return True
 
     def _read_running(self) -> None:
         with self.rt.redis.pipeline(transaction=False) as pipe:
@@ -270,13 +300,16 @@ class Pool:
         for child, held in zip(self.children, results, strict=True):
             child.running = {}
             for raw_id, raw in held.items():
-                level, _, started = raw.decode().partition("|")
-                child.running[raw_id.decode()] = (level, float(started or 0))
+                level, started, timeout = ([*as_text(raw).split("|"), "", ""])[:3]
+                timeout_s = int(timeout) if timeout.isdigit() else self.settings.queues.level_owner(level)[0].timeout_s
+                child.running[as_text(raw_id)] = (level, float(started or 0), timeout_s)
 
-    def _enforce_timeouts(self, now: float) -> None:
+    def _enforce_timeouts(self) -> None:
+        """Kill a runner whose job overran its timeout (times are Redis server time, as the take's)."""
+        secs, micros = self.rt.redis.time()
+        now = secs + micros / 1e6
         for child in self.children:
-            for job_id, (level, started) in child.running.items():
-                timeout_s = self.settings.queues.level_owner(level)[0].timeout_s
+            for job_id, (_level, started, timeout_s) in child.running.items():
                 if child.pid and started and now - started > timeout_s + KILL_GRACE_S:
                     log.warning("job %s ran past its %ds timeout; killing runner %s", job_id, timeout_s,
                                 child.name)
@@ -285,7 +318,7 @@ class Pool:
                         os.kill(child.pid, signal.SIGKILL)
 
     def _heartbeat(self, now: float) -> None:
-        pairs = [x for c in self.children for jid, (level, _s) in c.running.items() for x in (level, jid)]
+        pairs = [x for c in self.children for jid, (level, _s, _t) in c.running.items() for x in (level, jid)]
         if pairs:
             self.rt.scripts.heartbeat(keys=[], args=[keys.wip(""), self.settings.heartbeat_ttl_s, *pairs])
         state = "stopping" if self.stopping else ("busy" if pairs else "idle")
@@ -347,7 +380,7 @@ class Pool:
     def _drained(self) -> bool:
         if any(c.running for c in self.children):
             return False
-        with self.rt.redis.pipeline(transaction=False) as pipe:
+        with self.rt.redis.pipeline(transaction=True) as pipe:  # one consistent reading of all levels
             for level in self.levels:
                 pipe.llen(keys.queue_list(level))
                 pipe.zcard(keys.wip(level))

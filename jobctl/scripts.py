@@ -122,7 +122,7 @@ for i = 24, #ARGV, 5 do
       redis.call('HSET', jk, 'status', 'started', 'started_at', now_iso, 'worker_name', worker,
                  'last_heartbeat', now_iso)
       local attempt = redis.call('HINCRBY', jk, 'jc_attempt', 1)
-      redis.call('HSET', active, id, level .. '|' .. now)
+      redis.call('HSET', active, id, level .. '|' .. now .. '|' .. (f[6] or ''))
       if redis.call('LLEN', qk) > 0 then redis.call('ZADD', mkp .. queue, 0, 'm') end
       return {finished, id, level, queue, attempt, f[3] or '', f[4] or '1', f[5] or '0', f[6] or '', ''}
     end

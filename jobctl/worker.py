@@ -77,7 +77,7 @@ class Runner:
 
     def __init__(self, rt: Runtime, queues: list[str], name: str | None = None,
                  processors: Mapping[str, Processor] | None = None, hooks: Hooks | None = None,
-                 services: Any = None) -> None:
+                 services: Any = None, wait_out_outages: bool = True) -> None:
         self.rt = rt
         self.settings = rt.settings
         self.queues = queues
@@ -94,6 +94,7 @@ class Runner:
         self._services = services
         self.stopping = False
         self.processed = 0
+        self.wait_out_outages = wait_out_outages  # a supervisor must not block: it retries on its next tick
 
     @property
     def processors(self) -> Mapping[str, Processor]:
@@ -179,11 +180,13 @@ class Runner:
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Run a Redis call, waiting out an outage (workers reconnect when Redis returns)."""
+        if not self.wait_out_outages:
+            return call()
         pause = 0.5
         while True:
             try:
                 return call()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:  # outage, failover
                 if self.stopping and pause > 4:
                     raise
                 log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, pause)
