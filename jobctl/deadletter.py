@@ -241,13 +241,6 @@ class DeadLetterStore:
                             .values(status="replayed", replay_job_id=replay_job_id, replayed_at=utcnow()))
             return res.rowcount == 1
 
-    def release(self, entry_id: int, replay_job_id: str) -> None:
-        """Undo a claim whose enqueue failed: the entry is open again."""
-        t = dead_letters.c
-        with self.conn() as c:
-            c.execute(update(dead_letters).where(t.id == entry_id, t.replay_job_id == replay_job_id)
-                      .values(status="open", replay_job_id=None, replayed_at=None))
-
     def purge(self, ids: Sequence[int]) -> list[int]:
         """Mark the open ones of `ids` purged; returns those it changed."""
         t = dead_letters.c

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobctl import config, keys
+from jobctl import config, control, keys
 from jobctl import deadletter as dl
 from jobctl import replay as rp
 from jobctl.config import Settings
@@ -223,3 +223,30 @@ def test_reads_do_not_create_tables(rt: Runtime) -> None:
         pytest.skip("tables already exist on this database")
     assert store.entries(dl.Filter()) == [] and store.audit_log() == []
     assert not store.exists()
+
+
+def test_a_replay_interrupted_before_marking_is_finished_by_the_next(rt: Runtime) -> None:
+    e = failed_entry(rt)
+    enqueue(rt, QUEUE, JOB, e.data, job_id=rp.replay_id(e.id))  # the first replay died right after this
+    assert entries(rt, status="open")[0].id == e.id
+    out = rp.replay(rt, dl.Filter(ids=(e.id,)))
+    assert [(o.action, o.reason) for o in out] == [("replayed", "job id already existed")]
+    assert rt.redis.llen(keys.queue_list(QUEUE)) == 1
+
+
+def test_an_entry_purged_during_a_replay_gets_no_job(rt: Runtime) -> None:
+    e = failed_entry(rt)
+    store = dl.store_for(rt)
+    real_claim = store.claim
+
+    def purged_first(entry_id: int, job_id: str) -> bool:
+        store.purge([entry_id])
+        return real_claim(entry_id, job_id)
+
+    store.claim = purged_first  # type: ignore[method-assign]
+    try:
+        out = rp._replay_one(rt, store, e)
+    finally:
+        store.claim = real_claim  # type: ignore[method-assign]
+    assert (out.action, out.reason) == ("skipped", "purged meanwhile")
+    assert control.show_job(rt, rp.replay_id(e.id)).status == "canceled"
