@@ -334,26 +334,29 @@ class DeadLetterHook:
         capture(self.rt, event)
 
 
-def reconcile(rt: Runtime) -> int:
-    """Record every failed job in RQ's failed registries not yet in the store; returns how many."""
+def reconcile(rt: Runtime, limit: int | None = None) -> int:
+    """Record failed jobs in RQ's failed registries not yet in the store (at most about `limit`
+    per call, so a worker's supervisor never stalls on a backlog); returns how many."""
     store = store_for(rt)
     recorded = 0
     for policy in rt.settings.queues.policies:
         for _p, level in policy.levels():
-            recorded += _reconcile_level(rt, store, level)
+            if limit is not None and recorded >= limit:
+                return recorded
+            recorded += _reconcile_level(rt, store, level, None if limit is None else limit - recorded)
     return recorded
 
 
-def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str) -> int:
+def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: int | None = None) -> int:
     fk = keys.failed(level)
     now_s = rt.redis.time()[0]
     rt.redis.zremrangebyscore(fk, "-inf", now_s)  # recorded copies past their expiry
-    recorded, seen = 0, set()
+    recorded, seen = 0, set[str]()
     while True:  # unrecorded failures score far above recorded ones, and drop out once marked
         ids = [_text(i) for i in rt.redis.zrangebyscore(fk, f"({now_s + REDIS_KEEP_S + 86400}", "+inf",
                                                         start=0, num=BATCH)]
         ids = [i for i in ids if i not in seen]
-        if not ids:
+        if not ids or (budget is not None and len(seen) >= budget):
             return recorded
         seen.update(ids)
         with rt.redis.pipeline(transaction=False) as pipe:

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from jobctl import keys, payloads
-from jobctl.errors import UsageError
+from jobctl.errors import OperationFailed, ServiceUnavailable, UsageError
 from jobctl.jobs import encode_data, job_fields, new_id
 from jobctl.queues import QueuePolicy
 from jobctl.runtime import Runtime
@@ -136,7 +136,13 @@ def enqueue_many(rt: Runtime, queue: str, job: str, items: Sequence[object], *,
             cmds.append(resp(b"ZADD", keys.marker(policy.name).encode(), b"0", b"m"))
         cmds.append(resp(b"SADD", keys.queues_set().encode(), keys.queue_list(level).encode()))
         cmds.append(resp(b"EXEC"))
-        _send(rt, cmds)
+        try:
+            _send(rt, cmds)
+        except redis.RedisError as exc:
+            done = f"{len(out)} of {len(clean)} job(s) were enqueued before that batch"
+            if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                raise ServiceUnavailable(f"Redis became unreachable; {done}") from None
+            raise OperationFailed(f"Redis refused a batch ({exc}); {done}") from None
         status = "scheduled" if mode == "schedule" else "queued"
         out += [Enqueued(i, queue, job, status) for i in ids]
         if progress:
@@ -162,7 +168,8 @@ def resp(*args: bytes, raw: tuple[int, bytes] = (0, b""), tail: tuple[bytes, ...
 
 
 def _send(rt: Runtime, cmds: list[bytes]) -> None:
-    """Send one MULTI … EXEC batch and check every reply (an error aborts the whole batch)."""
+    """Send one MULTI … EXEC batch and check every reply. A command Redis refuses while queueing
+    aborts the transaction; one failing inside EXEC (none should: fresh keys) is reported."""
     pool = rt.redis.connection_pool
     conn = pool.get_connection()
     try:

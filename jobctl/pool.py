@@ -38,6 +38,7 @@ log = logging.getLogger("jobctl.pool")
 TICK_S = 0.2
 KILL_GRACE_S = 5.0
 RECONCILE_S = 60.0
+RECONCILE_BATCH = 500  # per pass: the supervisor must keep heart-beating (a backlog takes a few passes)
 PR_SET_PDEATHSIG = 1
 
 
@@ -158,7 +159,7 @@ class Pool:
         from jobctl.deadletter import reconcile
 
         try:
-            if n := reconcile(self.rt):
+            if n := reconcile(self.rt, limit=RECONCILE_BATCH):
                 log.info("recorded %d dead letter(s) missed earlier", n)
         except (JobctlError, SQLAlchemyError) as exc:
             log.warning("dead-letter reconciliation skipped: %s", str(exc).splitlines()[0][:200])

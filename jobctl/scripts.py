@@ -69,7 +69,9 @@ if ARGV[13] == '1' then
       local excess = redis.call('ZCARD', fk) - keep_n
       if excess > 0 then
         local old = redis.call('ZRANGE', fk, 0, excess - 1)
-        for _, oid in ipairs(old) do redis.call('DEL', jp .. oid) end
+        for _, oid in ipairs(old) do  -- only while still that finished job (ids can be reused)
+          if redis.call('HGET', jp .. oid, 'status') == 'finished' then redis.call('DEL', jp .. oid) end
+        end
         redis.call('ZREMRANGEBYRANK', fk, 0, excess - 1)
       end
     else
@@ -247,6 +249,9 @@ local id = string.sub(KEYS[1], string.len(ARGV[5]) + 1)
 redis.call('LREM', ARGV[1] .. level, 1, id)
 redis.call('ZREM', ARGV[2] .. level, id)
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'ended_at', ARGV[4])
-redis.call('ZADD', ARGV[3] .. level, tonumber(redis.call('TIME')[1]) + 86400, id)
+redis.call('EXPIRE', KEYS[1], 86400)  -- kept a day for `jobs show`, then gone with its registry entry
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', ARGV[3] .. level, now + 86400, id)
+redis.call('ZREMRANGEBYSCORE', ARGV[3] .. level, '-inf', now)
 return status
 """

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,15 @@ def test_demo_runs_every_job_kind_to_completion(cli_env: dict[str, str], tmp_pat
     data = Path(cli_env["JOBCTL_DATA_DIR"])
     assert len(list((data / "outbox" / "email").glob("*.eml"))) == 1
     assert (data / "storage" / "thumbs" / "demo" / "photo.jpg").is_file()
+
+
+def test_bulk_enqueue_refused_midway_says_how_many_landed(rt: Any, tmp_path: Path) -> None:
+    from jobctl import keys
+    from jobctl.enqueue import BATCH, enqueue_many
+    from jobctl.errors import OperationFailed
+
+    rt.redis.set(keys.marker("push"), "not a sorted set")  # the second command of every batch now fails
+    payload = {"userId": "u", "title": "t", "message": "m"}
+    with pytest.raises(OperationFailed, match=r"^Redis refused a batch .*WRONGTYPE.*; 0 of 3 job\(s\) were enqueued before that batch$"):
+        enqueue_many(rt, "push", "send-push", [payload] * 3)
+    assert BATCH >= 3

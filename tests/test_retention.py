@@ -39,3 +39,16 @@ def test_trim_drops_entries_past_their_age(rt: Runtime) -> None:
     rt.redis.zadd(keys.finished("webhook-retry"), {e.id: 1.0})  # as if its hour had passed
     assert trim_finished(rt) == 1
     assert rt.redis.zcard(keys.finished("webhook-retry")) == 0 and not rt.redis.exists(keys.job(e.id))
+
+
+def test_trim_never_deletes_a_new_job_that_reuses_an_old_id(rt: Runtime) -> None:
+    from jobctl.enqueue import enqueue
+
+    e = enqueue(rt, "webhook-retry", "retry-webhook", HOOK, job_id="evt-42")
+    Runner(rt, ["webhook-retry"], processors={"retry-webhook": lambda p, c: None}, services=object()).work(burst=True)
+    rt.redis.delete(keys.job(e.id))  # its hour passed: the hash expired, the registry entry lingers
+    rt.redis.zadd(keys.finished("webhook-retry"), {e.id: 1.0})
+    again = enqueue(rt, "webhook-retry", "retry-webhook", HOOK, job_id="evt-42")
+    assert again.status == "queued"
+    trim_finished(rt)
+    assert rt.redis.hget(keys.job("evt-42"), "status") == b"queued"

@@ -311,3 +311,9 @@ def test_a_reclaimed_job_cannot_be_finished_by_its_old_runner(rt: Runtime, tmp_p
     old.step(Done(taken, "null", 1.0), take=False)
     assert rt.redis.zscore(keys.wip("push"), e.id) is not None  # the live run is still tracked
     assert control.show_job(rt, e.id).status == "started"
+
+
+def test_cancelled_jobs_expire(rt: Runtime) -> None:
+    e = enqueue(rt, "push", "send-push", push(1))
+    control.cancel_job(rt, e.id)
+    assert 86000 < rt.redis.ttl(keys.job(e.id)) <= 86400
