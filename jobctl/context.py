@@ -16,6 +16,11 @@ def _no_progress(_pct: int) -> None:
     return None
 
 
+def no_gate() -> None:
+    """The gate of a queue without a rate limit: never waits."""
+    return None
+
+
 @dataclass
 class JobContext:
     """The running job's identity, its settings and service clients, and a progress reporter."""
@@ -28,3 +33,6 @@ class JobContext:
     attempt: int = 1
     max_attempts: int = 1
     progress: Callable[[int], None] = field(default=_no_progress)
+    # call right before an external request: blocks until the queue's rate limit allows one more
+    # call (jobs are limited when they start too; this holds the limit for the call itself)
+    rate_gate: Callable[[], None] = field(default=no_gate)

@@ -32,7 +32,7 @@ and once a job was really popped. E.g. KEYS = rate, throttle, queue; ARGV = limi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from redis import Redis
 
@@ -159,6 +159,19 @@ class Limiter:
     def usage(self, now_ms: float | None = None) -> int:
         """How many starts count in the current window; read-only."""
         return int(self._usage(keys=[self.key], args=[self.window_us, _now_arg(now_ms)]))
+
+
+def gate(redis: Redis, queue: str, rate: RateLimit, job_name: str,
+         sleep: Callable[[float], None]) -> Callable[[], None]:
+    """A blocking gate for external calls under a queue's limit (its own log, `…:calls`)."""
+    limiter = Limiter(redis, scope_for(queue, rate, job_name) + ":calls", rate.limit,
+                      rate.per_s + GUARD_US / 1_000_000)
+
+    def wait_for_slot() -> None:
+        while (wait_s := limiter.try_acquire()) > 0:
+            sleep(wait_s)
+
+    return wait_for_slot
 
 
 def throttle(redis: Redis, queue: str, seconds: float) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from jobctl import keys, payloads, ratelimit
-from jobctl.context import JobContext
+from jobctl.context import JobContext, no_gate
 from jobctl.errors import JobSignal, JobTimeout, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.jobs import FAILURE_TTL_S, decode_data, rq_time
@@ -228,8 +228,10 @@ class Runner:
             payload = payloads.validate(job.name, job.payload)
         except UsageError as exc:
             raise PermanentFailure(str(exc)) from None
+        rate = self.settings.queues.get(job.queue).rate_limit
         ctx = JobContext(job.id, job.name, job.queue, self.settings, self.services, job.attempt,
-                         job.max_attempts, lambda pct: self.set_progress(job.id, pct))
+                         job.max_attempts, lambda pct: self.set_progress(job.id, pct),
+                         ratelimit.gate(self.rt.redis, job.queue, rate, job.name, time.sleep) if rate else no_gate)
         use_alarm = threading.current_thread() is threading.main_thread()
         if use_alarm:
             previous = signal.signal(signal.SIGALRM, _raise_timeout)

@@ -159,6 +159,7 @@ def test_bulk_enqueue_refused_midway_says_how_many_landed(rt: Any, tmp_path: Pat
 
     rt.redis.set(keys.marker("push"), "not a sorted set")  # the second command of every batch now fails
     payload = {"userId": "u", "title": "t", "message": "m"}
-    with pytest.raises(OperationFailed, match=r"^Redis refused a batch .*WRONGTYPE.*; 0 of 3 job\(s\) were enqueued before that batch$"):
+    expected = r"^Redis refused a batch .*WRONGTYPE.*; 0 of 3 job\(s\) were enqueued before that batch$"
+    with pytest.raises(OperationFailed, match=expected):
         enqueue_many(rt, "push", "send-push", [payload] * 3)
     assert BATCH >= 3

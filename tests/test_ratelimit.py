@@ -274,3 +274,33 @@ return {0, id}
     r.delete(keys.throttle("email"))
     assert pop(keys=ks, args=[*args, 1_000_000]) == [0, b"b"]
     assert lim.usage(1000) == 1 and r.zscore(lim.key, "b") == 1_000_000
+
+
+def test_call_gate_holds_the_limit_for_external_calls(r: redis.Redis) -> None:
+    """Four threads pass the gate 24 times under 8 per 0.5 s: no window sees more than 8 calls."""
+    import threading
+    import time
+
+    from jobctl.queues import RateLimit
+    from jobctl.ratelimit import gate
+
+    rate = RateLimit(8, 0.5)
+    scope = _scope()
+    calls: list[float] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        wait = gate(r, scope, rate, "send-push", time.sleep)
+        for _ in range(6):
+            wait()
+            with lock:
+                calls.append(time.time())
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps = sorted(int(c * 1_000_000) for c in calls)
+    assert len(stamps) == 24 and max_in_window(stamps, 500_000) <= 8
+    assert r.exists(f"jobctl:rate:{scope}:calls") == 1

@@ -47,6 +47,7 @@ def send_push(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if not (settings.onesignal_app_id and settings.onesignal_api_key):
         path = append_outbox(settings.data_dir, body)
         return {"outbox": str(path), "idempotencyKey": body["idempotency_key"]}
+    ctx.rate_gate()  # OneSignal's limit counts calls: hold it at the call, not only at the job's start
     resp = post(
         ctx.services.http,
         f"{settings.onesignal_url.rstrip('/')}/notifications",
