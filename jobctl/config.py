@@ -31,6 +31,8 @@ _ENV: dict[str, tuple[str, str | None]] = {
     "alert_webhook_url": ("JOBCTL_ALERT_WEBHOOK_URL", None),
 }
 SECRET_FIELDS = ("onesignal_api_key", "webhook_secret", "alert_webhook_url")
+# whole seconds: setting name -> (environment variable, lowest allowed)
+_SECONDS = {"alert_cooldown_s": ("JOBCTL_ALERT_COOLDOWN_S", 1), "heartbeat_ttl_s": ("JOBCTL_HEARTBEAT_TTL_S", 3)}
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ def load(
     if not isinstance(file_settings, dict):
         raise ConfigError(f"{src}: [settings] must be a table")
     for key, value in file_settings.items():
+        if key in _SECONDS:
+            continue
         if key not in _ENV:
             raise ConfigError(f"{src}: [settings] unknown field {key!r}; known: {', '.join(_ENV)}")
         if not isinstance(value, str):
@@ -170,8 +174,18 @@ def load(
         values["database_url"] = f"sqlite:///{data_dir / 'jobctl.db'}"
     if not values.get("storage_url"):
         values["storage_url"] = (data_dir / "storage").resolve().as_uri()
+    for key, (var, low) in _SECONDS.items():
+        raw = env.get(var) or file_settings.get(key)
+        if raw is not None:
+            values[key] = _seconds(str(raw), var if env.get(var) else f"{src}: [settings] {key}", low)
     registry = _queues(doc.get("queues", {}), src)
     return Settings(data_dir=data_dir, config_path=path, queues=registry, **values)  # type: ignore[arg-type]
+
+
+def _seconds(raw: str, where: str, low: int) -> int:
+    if not raw.isdigit() or int(raw) < low:
+        raise ConfigError(f"{where} must be a whole number of seconds >= {low}, got {raw!r}")
+    return int(raw)
 
 
 def _queues(tables: object, src: str) -> Registry:

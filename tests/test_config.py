@@ -83,3 +83,12 @@ def test_level_names_do_not_depend_on_configured_priority(tmp_path: Path) -> Non
     assert tuned.levels() == builtin.levels()  # jobs enqueued under either config are served by both
     assert (tuned.level(), tuned.level(3)) == ("webhook-retry.p4", "webhook-retry")
     assert config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path).queues.level_owner("webhook-retry")[1] == 3
+
+
+def test_cooldown_and_heartbeat_from_env_or_file(tmp_path: Path) -> None:
+    s = config.load(env={"HOME": str(tmp_path), "JOBCTL_ALERT_COOLDOWN_S": "600"}, cwd=tmp_path)
+    assert (s.alert_cooldown_s, s.heartbeat_ttl_s) == (600, 30)
+    (tmp_path / "jobctl.toml").write_text("[settings]\nheartbeat_ttl_s = 10\n")
+    assert config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path).heartbeat_ttl_s == 10
+    with pytest.raises(ConfigError, match="JOBCTL_HEARTBEAT_TTL_S must be a whole number of seconds >= 3, got '1'"):
+        config.load(env={"HOME": str(tmp_path), "JOBCTL_HEARTBEAT_TTL_S": "1"}, cwd=tmp_path)
