@@ -228,3 +228,27 @@ def test_starttls_is_used_when_offered_and_the_certificate_verified(
     finally:
         controller.stop()
     assert len(state.messages) == 1 and state.logins == [(b"user", b"secret-pw")]
+
+
+def test_smtps_implicit_tls_with_a_verified_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx
+) -> None:
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    state = SmtpServer()
+    port = free_port()
+    controller = Controller(state, hostname="127.0.0.1", port=port, ssl_context=server_ctx,
+                            authenticator=state.authenticate, auth_require_tls=False)
+    controller.start()
+    try:
+        settings = make_settings(JOBCTL_SMTP_URL=f"smtps://user:secret-pw@127.0.0.1:{port}")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert send_email(WELCOME, make_ctx(settings, "send-email"))["sent"] is True
+    finally:
+        controller.stop(no_assert=True)
+    assert len(state.messages) == 1 and state.logins == [(b"user", b"secret-pw")]
