@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -127,7 +126,3 @@ def outputs(settings: Settings, results: list[tuple[Enqueued, Any]], receiver: R
         out.append(("webhook receiver", f"{len(receiver.received)} delivery(ies), {verified} signature(s) verified"))
     return out
 
-
-def data_dir_hint(settings: Settings) -> Path:
-    """The data directory the demo wrote to."""
-    return settings.data_dir

@@ -6,7 +6,6 @@ import typer
 
 from jobctl import demo, render
 from jobctl.commands.stats import stats_renderable
-from jobctl.runtime import Runtime
 
 
 def demo_cmd(ctx: typer.Context) -> None:
@@ -15,7 +14,7 @@ def demo_cmd(ctx: typer.Context) -> None:
     console = render.stdout()
     console.print(f"data directory: {settings.data_dir}")
     rt, results, receiver = demo.run(settings)
-    console.print(stats_renderable(Runtime(rt.settings), None))
+    console.print(stats_renderable(rt, None))
     console.print(render.table("Where the outputs went", ["job", "result"],
                                demo.outputs(rt.settings, results, receiver)))
     failed = [e.id for e, view in results if view.status != "finished"]

@@ -204,9 +204,9 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_starttls_is_used_when_offered_and_the_certificate_verified(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx
-) -> None:
+def tls_smtp(tmp_path: Path, implicit: bool) -> tuple[Any, SmtpServer, int, Path]:
+    """A started aiosmtpd server with AUTH and a self-signed certificate, SMTPS (`implicit`) or
+    STARTTLS required: (controller, state, port, cert)."""
     import ssl
 
     from aiosmtpd.controller import Controller
@@ -216,9 +216,17 @@ def test_starttls_is_used_when_offered_and_the_certificate_verified(
     server_ctx.load_cert_chain(cert, key)
     state = SmtpServer()
     port = free_port()
-    controller = Controller(state, hostname="127.0.0.1", port=port, tls_context=server_ctx,
-                            require_starttls=True, authenticator=state.authenticate)
+    tls: dict[str, Any] = ({"ssl_context": server_ctx, "auth_require_tls": False} if implicit
+                           else {"tls_context": server_ctx, "require_starttls": True})
+    controller = Controller(state, hostname="127.0.0.1", port=port, authenticator=state.authenticate, **tls)
     controller.start()
+    return controller, state, port, cert
+
+
+def test_starttls_is_used_when_offered_and_the_certificate_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx
+) -> None:
+    controller, state, port, cert = tls_smtp(tmp_path, implicit=False)
     try:
         settings = make_settings(JOBCTL_SMTP_URL=f"smtp://user:secret-pw@127.0.0.1:{port}")
         with pytest.raises(mailer.MailDeferred, match="CERTIFICATE_VERIFY_FAILED"):
@@ -233,18 +241,7 @@ def test_starttls_is_used_when_offered_and_the_certificate_verified(
 def test_smtps_implicit_tls_with_a_verified_certificate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx
 ) -> None:
-    import ssl
-
-    from aiosmtpd.controller import Controller
-
-    cert, key = self_signed(tmp_path)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    state = SmtpServer()
-    port = free_port()
-    controller = Controller(state, hostname="127.0.0.1", port=port, ssl_context=server_ctx,
-                            authenticator=state.authenticate, auth_require_tls=False)
-    controller.start()
+    controller, state, port, cert = tls_smtp(tmp_path, implicit=True)
     try:
         settings = make_settings(JOBCTL_SMTP_URL=f"smtps://user:secret-pw@127.0.0.1:{port}")
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
