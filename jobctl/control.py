@@ -7,8 +7,9 @@ from typing import Any
 
 from jobctl import keys
 from jobctl.errors import NotFound, OperationFailed
-from jobctl.jobs import JobView, rq_time, view
+from jobctl.jobs import JobView, view
 from jobctl.runtime import Runtime
+from jobctl.scripts import Cancel
 
 
 def _dec(h: Any) -> dict[str, str]:
@@ -29,8 +30,7 @@ def show_job(rt: Runtime, job_id: str) -> JobView:
 
 def cancel_job(rt: Runtime, job_id: str) -> str:
     """Cancel a waiting or delayed job so it never runs; returns its previous status."""
-    before = rt.scripts.cancel(keys=[keys.job(job_id)], args=[
-        keys.queue_list(""), keys.scheduled(""), keys.canceled(""), rq_time(), keys.job("")])
+    before = rt.scripts.run(Cancel(job=keys.job(job_id)))
     before = before.decode() if isinstance(before, bytes) else str(before)
     if not before:
         raise NotFound(f"no job {job_id!r}")

@@ -1,21 +1,18 @@
-"""Moves delayed jobs and retries to their queues when due (run by every worker pool)."""
+"""Moves delayed jobs and retries to their queues when due (a maintenance task of every worker pool).
+
+Not to be confused with `jobctl scheduler` (`jobctl.schedules`), which fires recurring schedules.
+"""
 
 from __future__ import annotations
 
-from jobctl import keys
 from jobctl.runtime import Runtime
+from jobctl.scripts import Promote, json_arg
 
 BATCH = 500
 
 
 def promote(rt: Runtime, queues: list[str]) -> tuple[int, float]:
     """Move due jobs of `queues`; returns (moved, seconds until the next one is due or -1)."""
-    pairs: list[str] = []
-    for name in queues:
-        policy = rt.settings.queues.get(name)
-        for _p, level in policy.levels():
-            pairs += [name, level]
-    moved, next_due = rt.scripts.promote(keys=[], args=[
-        keys.job(""), keys.queue_list(""), keys.scheduled(""), keys.marker(""),
-        keys.scheduler_heartbeat(), BATCH, *pairs])
+    pairs = [[name, level] for name in queues for _p, level in rt.settings.queues.get(name).levels()]
+    moved, next_due = rt.scripts.run(Promote(batch=BATCH, levels=json_arg(pairs)))
     return int(moved), float(next_due)

@@ -14,6 +14,7 @@ from jobctl.errors import OperationFailed, ServiceUnavailable, UsageError
 from jobctl.jobs import encode_data, job_fields, new_id
 from jobctl.queues import QueuePolicy
 from jobctl.runtime import Runtime
+from jobctl.scripts import Enqueue
 
 BATCH = 500
 
@@ -71,11 +72,9 @@ def _call(rt: Runtime, policy: QueuePolicy, job: str, payload: dict[str, Any], p
     flat: list[Any] = []
     for k, v in job_fields(policy, job, payload, priority, now).items():
         flat += [k, v]
-    return rt.scripts.enqueue(
-        keys=[keys.job(job_id), target, keys.queues_set(), keys.marker(policy.name)],
-        args=[job_id, mode, seconds, absolute, keys.queue_list(level), *flat],
-        client=client,
-    )
+    return rt.scripts.run(Enqueue(job=keys.job(job_id), target=target, marker=keys.marker(policy.name),
+                                  job_id=job_id, mode=mode, seconds=seconds, absolute=absolute,
+                                  queue_key=keys.queue_list(level), fields=flat), client=client)
 
 
 def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int | None = None,

@@ -66,3 +66,6 @@ class PermanentFailure(JobSignal):
 
 class JobTimeout(Exception):
     """Raised inside a job that ran past its queue's timeout."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or ("job exceeded its timeout",)))

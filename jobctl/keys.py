@@ -1,14 +1,16 @@
 """Every Redis key jobctl owns, built in one place.
 
 RQ's own keys (job hashes, queue lists, registries) are reached through RQ's API or the
-helpers below that mirror RQ's documented layout; nothing else builds a key with an f-string.
+helpers below that mirror RQ's documented layout; no other Python module builds a key with an
+f-string. The Lua scripts in `jobctl/lua/` build keys too, but only by appending an id, a level or
+a queue name to a prefix passed in from here (`keys.job("")` etc.), so every key stays in this table.
 
 | key | type | what |
 | --- | --- | --- |
 | `rq:job:{id}` | hash | RQ job hash (JSON data) plus jobctl fields `jc_*` |
 | `rq:queue:{level}` | list | RQ queue of one priority level (`email`, `email.p3`) |
 | `rq:queues` | set | RQ's set of queue keys |
-| `rq:wip:{level}` | zset | RQ started registry: job id -> heartbeat deadline (unix s) |
+| `rq:wip:{level}` | zset | RQ started registry: `job_id:execution_id` -> lease deadline + RQ margin (unix s) |
 | `rq:scheduled:{level}` | zset | RQ scheduled registry: delayed jobs and retries -> due time |
 | `rq:finished:{level}` | zset | RQ finished registry -> expiry; trimmed to the newest N |
 | `rq:failed:{level}` | zset | RQ failed registry (permanent failures) -> expiry |
@@ -20,7 +22,9 @@ helpers below that mirror RQ's documented layout; nothing else builds a key with
 | `jobctl:paused` | set | names of paused queues |
 | `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
 | `jobctl:workers` | zset | worker pool names -> last heartbeat |
-| `jobctl:active:{runner}` | hash | a runner process's running jobs: job id -> "level|started (unix s)|timeout s" |
+| `jobctl:active:{runner}` | hash | a runner's running jobs: id -> "level|started (unix s)|timeout s|execution" |
+| `jobctl:step:{runner}` | string | a runner's last step token and what it did (replayed when its reply was lost) |
+| `rq:suspended` | string | RQ's suspension flag (`rq suspend`): jobctl's pools take no jobs while it is set |
 | `jobctl:metrics:{queue}:{minute}` | hash | per-minute counters (completed, failed, retried, ms), expire |
 | `jobctl:rate:{scope}` | zset | sliding-log rate limiter of one scope |
 | `jobctl:throttle:{queue}` | string | queue throttled until expiry (HTTP 429 Retry-After) |
@@ -89,6 +93,16 @@ def rq_workers() -> str:
 def rq_workers_of(level: str) -> str:
     """RQ's set of worker keys serving one queue."""
     return f"{RQ}:workers:{level}"
+
+
+def step(runner: str) -> str:
+    """A runner process's last step record."""
+    return f"{NS}:step:{runner}"
+
+
+def rq_suspended() -> str:
+    """RQ's worker suspension flag."""
+    return f"{RQ}:suspended"
 
 
 def marker(queue: str) -> str:

@@ -1,8 +1,9 @@
-"""The worker pool: a supervisor process and N forked runner processes.
+"""The worker pool: a supervisor process and a few forked runner processes, each running many slots.
 
-The supervisor enforces hard timeouts (a runner past its job's timeout is killed), recovers the
-jobs of runners that died, extends heartbeats, reclaims jobs whose heartbeat expired (another
-host's pool was killed), moves due delayed jobs, and handles graceful and immediate stops.
+The supervisor forks, reaps and restarts runners, forwards signals, and enforces a backstop on hard
+timeouts (a runner whose job overran its timeout and its own in-process interruption is killed,
+on Redis time). Its periodic duties live in `jobctl.maintenance`. Slots are spread over runners by
+`jobctl.slotplan`, so a queue's concurrency holds in the pool as a whole.
 """
 
 from __future__ import annotations
@@ -21,40 +22,36 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import redis
-from sqlalchemy.exc import SQLAlchemyError
 
-from jobctl import keys
+from jobctl import keys, maintenance, slotplan
 from jobctl.config import Settings
 from jobctl.control import register_queues
-from jobctl.errors import JobctlError, JobTimeout, ServiceUnavailable
+from jobctl.errors import JobTimeout, ServiceUnavailable
 from jobctl.hooks import Hooks
+from jobctl.maintenance import WorkerDied
 from jobctl.processors import Processor
-from jobctl.retention import trim_finished
 from jobctl.runtime import Runtime
-from jobctl.scheduler import promote
-from jobctl.worker import Runner, as_text
+from jobctl.slots import KILL_GRACE_S
+from jobctl.worker import Runner, Stuck, as_text
 
 log = logging.getLogger("jobctl.pool")
 TICK_S = 0.2
-KILL_GRACE_S = 5.0
-RECONCILE_S = 60.0
-RECONCILE_BATCH = 500  # per pass: the supervisor must keep heart-beating (a backlog takes a few passes)
+BACKSTOP_S = 2 * KILL_GRACE_S + 2  # past a job's timeout: the runner's own interruption has failed
 PR_SET_PDEATHSIG = 1
-
-
-class WorkerDied(Exception):
-    """The runner process running a job exited without finishing it."""
+STUCK_EXIT = 3
 
 
 @dataclass
 class Child:
-    """One runner process."""
+    """One runner process and its share of the slots."""
 
     index: int
     name: str
+    slots: dict[str, int]
+    total: int = 0  # most jobs at once, all its queues together
     pid: int = 0
-    kill_reason: BaseException | None = None
-    running: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # id -> (level, started, timeout)
+    overdue: set[str] = field(default_factory=set)  # members it was killed for
+    running: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # member -> (level, started, timeout)
     needs_recovery: bool = False  # died holding jobs not yet handed back (Redis was down)
     spawned_at: float = 0.0
     respawn_at: float = 0.0
@@ -62,10 +59,11 @@ class Child:
 
 
 class Pool:
-    """Runs `concurrency` runner processes for `queues` until stopped."""
+    """Runs `processes` runner processes for `queues` until stopped."""
 
-    def __init__(self, settings: Settings, queues: list[str], concurrency: int, burst: bool = False,
-                 max_jobs: int | None = None, hooks: Callable[[Runtime], Hooks] | None = None,
+    def __init__(self, settings: Settings, queues: list[str], processes: int | None = None,
+                 total_slots: int | None = None, burst: bool = False, max_jobs: int | None = None,
+                 hooks: Callable[[Runtime], Hooks] | None = None,
                  processors: Mapping[str, Processor] | None = None) -> None:
         self.settings = settings
         self.queues = queues
@@ -73,18 +71,27 @@ class Pool:
         self.max_jobs = max_jobs
         self.make_hooks = hooks or (lambda _rt: Hooks())
         self.processors = processors
-        # unique even for two containers that are both "pid 1" on one host name
+        policies = [settings.queues.get(q) for q in queues]
+        caps = [(p.name, p.concurrency) for p in policies]
+        wanted = min(total_slots or sum(c for _q, c in caps), sum(c for _q, c in caps))
+        shares = slotplan.plan(caps, min(processes or slotplan.default_processes(wanted), wanted))
+        per_process = slotplan.totals(shares, wanted)
+        self.queue_slots = {q: sum(s[q] for s in shares) for q, _c in caps}
+        self.total_slots = sum(per_process)
         self.name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        self.children = [Child(i, f"{self.name}.{i}") for i in range(concurrency)]
+        self.children = [Child(i, f"{self.name}.r{i}", s, total=n)
+                         for i, (s, n) in enumerate(zip(shares, per_process, strict=True)) if n]
         self.rt = Runtime(settings)
-        self.recovery = Runner(self.rt, queues, name=self.name, hooks=self.make_hooks(self.rt),
+        self.recovery = Runner(self.rt, queues, name=self.name, processors=processors, hooks=self.make_hooks(self.rt),
                                wait_out_outages=False)
-        self.levels = [level for q in queues for _p, level in settings.queues.get(q).levels()]
-        self.rq_levels = [settings.queues.get(q).level() for q in queues]  # what RQ's tools display
+        self.levels = [level for p in policies for _p, level in p.levels()]
+        self.rq_levels = self.levels  # what RQ's tools display: every level served
+        self.all_levels = [level for p in settings.queues.policies for _p, level in p.levels()]
         self.stopping = 0.0  # time the first stop signal arrived
         self.cold = False
         self.claimed = multiprocessing.Value("i", 0)
-        self.max_timeout_s = max(settings.queues.get(q).timeout_s for q in queues)
+        self.max_timeout_s = max(p.timeout_s for p in policies)
+        self.tasks = maintenance.tasks(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -93,12 +100,16 @@ class Pool:
         self._warm_up()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self._reap_expired()
+        now = self._now()
+        maintenance.reclaim(self, now)
+        for task in self.tasks:
+            if task.name in ("reconcile", "trim"):
+                task.last = now
         register_queues(self.rt, self.queues)
         for child in self.children:
             self._spawn(child)
-        log.info("pool %s serving %s with %d runners", self.name, ",".join(self.queues), len(self.children))
-        last = {"hb": 0.0, "promote": 0.0, "reconcile": time.time()}
+        log.info("pool %s serving %s: %d slots in %d processes", self.name, ",".join(self.queues),
+                 self.total_slots, len(self.children))
         try:
             while not self._finished():
                 self._reap_children()
@@ -106,14 +117,17 @@ class Pool:
                     self._stop_cold()
                     break
                 with contextlib.suppress(redis.RedisError):
-                    self._service_children()
-                    self._tick(last)
+                    self._tick()
                 time.sleep(TICK_S)
         finally:
             with contextlib.suppress(redis.RedisError):
-                self._deregister()
+                maintenance.deregister(self, self.name, self.rq_levels)
         log.info("pool %s stopped", self.name)
         return 0
+
+    def _now(self) -> float:
+        secs, micros = self.rt.redis.time()
+        return secs + micros / 1e6
 
     def _finished(self) -> bool:
         """No runner alive and none to bring back (stopping, or --max-jobs reached)."""
@@ -126,43 +140,29 @@ class Pool:
 
     def _warm_up(self) -> None:
         """Import every processor and service module before forking: runners then start their first
-        job at once (no second of imports between taking a job and starting it, which would skew the
-        rate limit) and share those pages copy-on-write."""
+        job at once and share those pages copy-on-write."""
         if self.processors is None:
             from jobctl.processors import registry
 
             registry()
         import jobctl.services  # noqa: F401
 
-    def _tick(self, last: dict[str, float]) -> None:
-        now = time.time()
+    def _tick(self) -> None:
+        self._service_children()
         self._read_running()
-        self._enforce_timeouts()
-        if not self.stopping and now - last["promote"] >= 1.0:
-            promote(self.rt, self.queues)
-            last["promote"] = now
-        if now - last["hb"] >= min(5.0, self.settings.heartbeat_ttl_s / 3):
-            self._heartbeat(now)
-            self._reap_expired()
-            last["hb"] = now
-        if now - last["reconcile"] >= RECONCILE_S:
-            self._reconcile()
-            trim_finished(self.rt)
-            last["reconcile"] = now
+        now = self._now()
+        self._enforce_timeouts(now)
+        maintenance.run_due([t for t in self.tasks if not (self.stopping and t.name == "promote")], now)
         if self.burst and not self.stopping and self._drained():
             self._begin_stop()
-        if self.stopping and now - self.stopping > self.max_timeout_s + KILL_GRACE_S:
+        if self.stopping and time.time() - self.stopping > self.max_timeout_s + BACKSTOP_S:
             self.cold = True
 
-    def _reconcile(self) -> None:
-        """Record failures the dead-letter hook could not (the database was down then)."""
-        from jobctl.deadletter import reconcile
+    def promote_due(self) -> int:
+        """Move due delayed jobs of the pool's queues; returns how many."""
+        from jobctl.delayed import promote
 
-        try:
-            if n := reconcile(self.rt, limit=RECONCILE_BATCH):
-                log.info("recorded %d dead letter(s) missed earlier", n)
-        except (JobctlError, SQLAlchemyError) as exc:
-            log.warning("dead-letter reconciliation skipped: %s", str(exc).splitlines()[0][:200])
+        return promote(self.rt, self.queues)[0]
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self.stopping:
@@ -195,11 +195,15 @@ class Pool:
     def _spawn(self, child: Child) -> None:
         pid = os.fork()
         if pid:
-            child.pid, child.kill_reason, child.spawned_at = pid, None, time.time()
+            child.pid, child.spawned_at = pid, time.time()
+            child.overdue = set()
             return
         code = 1
         try:
             code = self._child_main(child)
+        except Stuck as exc:
+            log.warning("runner %s: %s", child.name, exc)
+            code = STUCK_EXIT
         except BaseException:  # noqa: BLE001 - report, then leave: the supervisor recovers the jobs
             log.exception("runner %s crashed", child.name)
         finally:
@@ -213,7 +217,8 @@ class Pool:
 
         forget_engines_after_fork()
         rt = Runtime(self.settings)
-        runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt), processors=self.processors)
+        runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt), processors=self.processors,
+                        slots=child.slots, total_slots=child.total)
 
         def stop(_s: int, _f: FrameType | None) -> None:
             runner.stopping = True
@@ -224,25 +229,22 @@ class Pool:
                 runner.work(claim=self._claim, unclaim=self._unclaim)
                 return 0
             except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ServiceUnavailable) as exc:
-                # a job finished during the outage stays in the started registry until its
-                # heartbeat expires, then it is run again (at least once, never lost)
                 log.warning("runner %s: Redis unavailable (%s); waiting", child.name, type(exc).__name__)
                 time.sleep(1.0)
         return 0
 
-    def _claim(self) -> bool:
+    def _claim(self, n: int) -> int:
         if self.max_jobs is None:
-            return True
+            return n
         with self.claimed.get_lock():
-            if self.claimed.value >= self.max_jobs:
-                return False
-            self.claimed.value += 1
-            return True
+            granted = max(0, min(n, self.max_jobs - self.claimed.value))
+            self.claimed.value += granted
+            return granted
 
-    def _unclaim(self) -> None:
+    def _unclaim(self, n: int) -> None:
         if self.max_jobs is not None:
             with self.claimed.get_lock():
-                self.claimed.value -= 1
+                self.claimed.value -= n
 
     def _reap_children(self) -> None:
         while True:
@@ -258,7 +260,8 @@ class Pool:
             child.pid, child.needs_recovery = 0, True
             code = os.waitstatus_to_exitcode(status)
             quick = time.time() - child.spawned_at < 2.0
-            child.backoff_s = min(max(1.0, child.backoff_s * 2), 30.0) if code != 0 and quick else 0.0
+            failed = code not in (0, STUCK_EXIT)
+            child.backoff_s = min(max(1.0, child.backoff_s * 2), 30.0) if failed and quick else 0.0
             child.respawn_at = time.time() + child.backoff_s
             if code != 0 and not self.stopping:
                 log.warning("runner %s exited (%s); restarting in %.0fs", child.name, code, child.backoff_s)
@@ -274,20 +277,25 @@ class Pool:
                 self._spawn(child)
 
     def _recover(self, child: Child, requeue: bool = False) -> bool:
-        """Apply the failure (or put back) every job a dead runner still held; False if Redis is down."""
+        """Settle every job a dead runner still held: put back (cold stop, or a bystander of a job the
+        runner was killed for), a timeout for that job, else a failed attempt. False if Redis is down."""
         try:
             held = self.rt.redis.hgetall(keys.active(child.name))
             for raw_id, raw in held.items():
-                job_id, level = as_text(raw_id), as_text(raw).split("|")[0]
-                loaded = self.recovery.load(job_id, level)
+                job_id, (level, _started, _timeout, execution) = as_text(raw_id), _entry(as_text(raw))
+                loaded = self.recovery.load(job_id, level, execution)
                 if loaded is None:
                     self.rt.redis.hdel(keys.active(child.name), job_id)
                     continue
                 taken, _owner = loaded
-                error = child.kill_reason or WorkerDied("the runner process died while running the job")
-                decision = self.recovery.fail(taken, error, None, owner=child.name, requeue=requeue)
+                overdue = taken.member in child.overdue
+                error: BaseException = (JobTimeout(f"job exceeded its {taken.timeout_s}s timeout (process killed)")
+                                        if overdue else WorkerDied("the runner process died while running the job"))
+                put_back = requeue or (bool(child.overdue) and not overdue)
+                decision = self.recovery.fail(taken, error, None, owner=child.name, requeue=put_back)
                 log.warning("job %s of %s: %s -> %s", job_id, taken.queue, error,
-                            "put back" if requeue else (decision.action if decision else "already handled"))
+                            "put back" if put_back else (decision.action if decision else "already handled"))
+            self.rt.redis.delete(keys.step(child.name))
         except redis.RedisError as exc:
             log.warning("runner %s: jobs not handed back yet (%s); retrying", child.name, type(exc).__name__)
             return False
@@ -301,82 +309,23 @@ class Pool:
         for child, held in zip(self.children, results, strict=True):
             child.running = {}
             for raw_id, raw in held.items():
-                level, started, timeout = ([*as_text(raw).split("|"), "", ""])[:3]
+                level, started, timeout, execution = _entry(as_text(raw))
                 timeout_s = int(timeout) if timeout.isdigit() else self.settings.queues.level_owner(level)[0].timeout_s
-                child.running[as_text(raw_id)] = (level, float(started or 0), timeout_s)
+                member = f"{as_text(raw_id)}:{execution}" if execution else as_text(raw_id)
+                child.running[member] = (level, float(started or 0), timeout_s)
 
-    def _enforce_timeouts(self) -> None:
-        """Kill a runner whose job overran its timeout (times are Redis server time, as the take's)."""
-        secs, micros = self.rt.redis.time()
-        now = secs + micros / 1e6
+    def _enforce_timeouts(self, now: float) -> None:
+        """Kill a runner whose job overran its timeout and the runner's own interruption (Redis time)."""
         for child in self.children:
-            for job_id, (_level, started, timeout_s) in child.running.items():
-                if child.pid and started and now - started > timeout_s + KILL_GRACE_S:
-                    log.warning("job %s ran past its %ds timeout; killing runner %s", job_id, timeout_s,
-                                child.name)
-                    child.kill_reason = JobTimeout(f"job exceeded its {timeout_s}s timeout (runner killed)")
+            for member, (_level, started, timeout_s) in child.running.items():
+                if child.pid and started and now - started > timeout_s + BACKSTOP_S and member not in child.overdue:
+                    owner = self.rt.redis.hget(keys.job(member.partition(":")[0]), "worker_name")
+                    if owner != child.name.encode():
+                        continue  # deleted or taken over meanwhile: not a reason to kill anything
+                    log.warning("job %s ran past its %ds timeout; killing runner %s", member, timeout_s, child.name)
+                    child.overdue.add(member)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child.pid, signal.SIGKILL)
-
-    def _heartbeat(self, now: float) -> None:
-        pairs = [x for c in self.children for jid, (level, _s, _t) in c.running.items() for x in (level, jid)]
-        if pairs:
-            self.rt.scripts.heartbeat(keys=[], args=[keys.wip(""), self.settings.heartbeat_ttl_s, *pairs])
-        state = "stopping" if self.stopping else ("busy" if pairs else "idle")
-        with self.rt.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.worker(self.name), mapping={
-                "host": socket.gethostname(), "pid": os.getpid(), "queues": ",".join(self.queues),
-                "concurrency": len(self.children), "state": state, "heartbeat": now,
-                "runners": ",".join(c.name for c in self.children)})
-            pipe.expire(keys.worker(self.name), self.settings.heartbeat_ttl_s * 2)
-            self._register_with_rq(pipe, state, now)
-            pipe.zadd(keys.workers(), {self.name: now})
-            # pools killed with SIGKILL never deregister: forget them once long silent
-            pipe.zremrangebyscore(keys.workers(), "-inf", now - 3600)
-            pipe.execute()
-
-    def _register_with_rq(self, pipe: redis.client.Pipeline, state: str, now: float) -> None:
-        """Show this pool to RQ's own tools (`rq info`, rq-dashboard) as one worker."""
-        from datetime import UTC, datetime
-
-        from jobctl.jobs import rq_time
-
-        key = keys.rq_worker(self.name)
-        stamp = rq_time(datetime.fromtimestamp(now, UTC))
-        pipe.hset(key, mapping={"hostname": socket.gethostname(), "pid": os.getpid(), "state": state,
-                                "queues": ",".join(self.rq_levels), "last_heartbeat": stamp,
-                                "version": "jobctl"})
-        pipe.hsetnx(key, "birth", stamp)
-        pipe.expire(key, self.settings.heartbeat_ttl_s * 2)
-        pipe.sadd(keys.rq_workers(), key)
-        for level in self.rq_levels:
-            pipe.sadd(keys.rq_workers_of(level), key)
-
-    def _deregister(self) -> None:
-        key = keys.rq_worker(self.name)
-        with self.rt.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.worker(self.name), key)
-            pipe.zrem(keys.workers(), self.name)
-            pipe.srem(keys.rq_workers(), key)
-            for level in self.rq_levels:
-                pipe.srem(keys.rq_workers_of(level), key)
-            pipe.execute()
-
-    def _reap_expired(self) -> None:
-        """Reclaim jobs whose runner stopped heart-beating (its whole pool was killed)."""
-        res = self.rt.scripts.expired(keys=[], args=[keys.wip(""), *self.levels])
-        for i in range(0, len(res), 2):
-            level, job_id = res[i].decode(), res[i + 1].decode()
-            loaded = self.recovery.load(job_id, level)
-            if loaded is None:
-                self.rt.redis.zrem(keys.wip(level), job_id)
-                continue
-            taken, owner = loaded
-            lost = WorkerDied(f"worker {owner or '?'} stopped heart-beating while running the job")
-            decision = self.recovery.fail(taken, lost, None, owner=owner or self.name, expired_only=True)
-            if decision:
-                log.warning("job %s of %s reclaimed from %s -> %s", job_id, taken.queue, owner,
-                            decision.action)
 
     def _drained(self) -> bool:
         if any(c.running for c in self.children):
@@ -387,4 +336,10 @@ class Pool:
                 pipe.zcard(keys.wip(level))
             if any(pipe.execute()):
                 return False
-        return promote(self.rt, self.queues)[0] == 0
+        return self.promote_due() == 0
+
+
+def _entry(raw: str) -> tuple[str, str, str, str]:
+    """(level, started, timeout, execution) from an active-hash value."""
+    level, started, timeout, execution = ([*raw.split("|"), "", "", ""])[:4]
+    return level, started, timeout, execution

@@ -53,7 +53,8 @@ class QueuePolicy:
     attempts: int = 1
     backoff: Backoff = field(default_factory=Backoff)
     priority: int = 5
-    concurrency: int = 1
+    concurrency: int = 1  # most of its jobs one pool runs at once, whatever else the pool serves
+    global_concurrency: int = 0  # most of its jobs running at once on every host (0: no cap)
     timeout_s: int = 180
     rate_limit: RateLimit | None = None
     keep_completed_s: int = 3600
@@ -147,7 +148,7 @@ class Registry:
 
 
 _FIELDS = {"attempts", "backoff", "backoff_delay_s", "backoff_max_s", "backoff_jitter", "priority",
-           "concurrency", "timeout_s", "rate_limit", "keep_completed_s", "keep_completed_count",
+           "concurrency", "global_concurrency", "timeout_s", "rate_limit", "keep_completed_s", "keep_completed_count",
            "backlog_alert", "failed_alert"}
 
 
@@ -196,6 +197,8 @@ def override(policy: QueuePolicy, fields: dict[str, object], source: str) -> Que
         backoff=backoff,
         priority=_int(where, "priority", fields.get("priority", policy.priority), 1, 10),
         concurrency=_int(where, "concurrency", fields.get("concurrency", policy.concurrency), 1, 1000),
+        global_concurrency=_int(where, "global_concurrency",
+                                fields.get("global_concurrency", policy.global_concurrency), 0, 100000),
         timeout_s=_int(where, "timeout_s", fields.get("timeout_s", policy.timeout_s), 1, 86400),
         rate_limit=rate,
         keep_completed_s=_int(where, "keep_completed_s",

@@ -38,67 +38,20 @@ from redis import Redis
 
 from jobctl import keys
 from jobctl.queues import RateLimit
+from jobctl.scripts import program, source
 
 # A worker's limiter counts starts over the window plus this guard band: the take is atomic in Redis, but
 # the processor's first instruction (and its external call) comes a few ms later in another process,
 # and that jitter must not push one start too many into any real one-second window.
 GUARD_US = 50_000
 
-LUA_LIBRARY = """
-local function jobctl_now_us(arg)
-  if arg ~= nil and arg ~= '' then return tonumber(arg) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+LUA_LIBRARY = source("lib_rate")
 
-local function jobctl_throttle_wait_us(key)
-  return math.max(0, redis.call('PTTL', key)) * 1000
-end
+ACQUIRE_LUA = program("rate_acquire")
 
-local function jobctl_rate_wait_us(key, limit, window_us, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now - window_us))
-  local n = redis.call('ZCARD', key)
-  if n < limit then return 0 end
-  -- the start whose expiry brings the count back under the limit
-  local e = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
-  return math.max(1, tonumber(e[2]) + window_us - now)
-end
+USAGE_LUA = program("rate_usage")
 
-local function jobctl_rate_take(key, window_us, now, member)
-  local at = string.format('%.0f', now)
-  if member == nil or member == '' then member = at .. '-' .. redis.call('ZCARD', key) end
-  local old = redis.call('ZSCORE', key, member)
-  if old then  -- a reused token must not move an earlier start: keep that one under an alias
-    local alias, i = member .. '#' .. old, 0
-    while redis.call('ZSCORE', key, alias) do i = i + 1; alias = member .. '#' .. old .. '#' .. i end
-    redis.call('ZADD', key, old, alias)
-  end
-  redis.call('ZADD', key, at, member)
-  local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
-  redis.call('PEXPIRE', key, math.ceil((math.max(newest, now) - now + window_us) / 1000))
-end
-"""
-
-# KEYS[1] rate key; ARGV: limit, window_us, now_us ('' = server time), member ('' = anonymous)
-ACQUIRE_LUA = LUA_LIBRARY + """
-local limit, window_us = tonumber(ARGV[1]), tonumber(ARGV[2])
-local now = jobctl_now_us(ARGV[3])
-local wait = jobctl_rate_wait_us(KEYS[1], limit, window_us, now)
-if wait == 0 then jobctl_rate_take(KEYS[1], window_us, now, ARGV[4]) end
-return {wait, now}
-"""
-
-# KEYS[1] rate key; ARGV: window_us, now_us ('' = server time). Reads only.
-USAGE_LUA = LUA_LIBRARY + """
-local now = jobctl_now_us(ARGV[2])
-return redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now - tonumber(ARGV[1])), '+inf')
-"""
-
-# KEYS[1] throttle key; ARGV[1] ms. Keeps the later of the current and the new expiry.
-THROTTLE_LUA = """
-local ms = tonumber(ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
-"""
+THROTTLE_LUA = program("throttle")
 
 
 def lua_library() -> str:

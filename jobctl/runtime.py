@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from jobctl import scripts
 from jobctl.config import Settings, mask_url
 from jobctl.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from jobctl.scripts import Scripts
 
 
 def connect_redis(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
@@ -30,19 +32,6 @@ def connect_redis(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
     return client
 
 
-class Scripts:
-    """The Lua scripts registered on one client."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.enqueue = client.register_script(scripts.ENQUEUE)
-        self.step = client.register_script(scripts.STEP)
-        self.fail = client.register_script(scripts.FAIL)
-        self.promote = client.register_script(scripts.PROMOTE)
-        self.heartbeat = client.register_script(scripts.HEARTBEAT)
-        self.expired = client.register_script(scripts.EXPIRED)
-        self.cancel = client.register_script(scripts.CANCEL)
-
-
 @dataclass
 class Runtime:
     """Settings plus connections opened on first use, so `--help` never needs Redis."""
@@ -58,4 +47,6 @@ class Runtime:
     @cached_property
     def scripts(self) -> Scripts:
         """Lua scripts bound to `redis`."""
+        from jobctl.scripts import Scripts
+
         return Scripts(self.redis)

@@ -15,11 +15,11 @@ from rq.serializers import JSONSerializer
 
 from jobctl import config, control, keys
 from jobctl.context import JobContext
+from jobctl.delayed import promote
 from jobctl.enqueue import When, enqueue, enqueue_many
 from jobctl.errors import NotFound, OperationFailed, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.runtime import Runtime
-from jobctl.scheduler import promote
 from jobctl.worker import Runner
 from tests.support.keytable import undocumented_keys
 
@@ -45,7 +45,7 @@ class Recorder:
 
 def runner(rt: Runtime, queues: list[str], fn: Any, hooks: Hooks | None = None) -> Runner:
     names = {n: fn for q in queues for n in rt.settings.queues.get(q).jobs}
-    return Runner(rt, queues, processors=names, services=object(), hooks=hooks)
+    return Runner(rt, queues, processors=names, services=object(), hooks=hooks, total_slots=1)
 
 
 def unlimited(rt: Runtime, tmp_path: Path, toml: str = "") -> Runtime:
@@ -161,12 +161,19 @@ def test_retry_later_replaces_backoff_and_consumes_one_attempt(rt: Runtime, tmp_
     assert control.show_job(rt, e.id).status == "finished"
 
 
+def _busy(seconds: float) -> None:
+    """Python-level work: a slot's JobTimeout lands at its next instruction."""
+    end = time.time() + seconds
+    while time.time() < end:
+        time.sleep(0.01)
+
+
 def test_soft_timeout_fails_the_attempt(rt: Runtime, tmp_path: Path) -> None:
     rt = unlimited(rt, tmp_path, "push.timeout_s = 1\npush.attempts = 1")
     rec = Recorder()
     e = enqueue(rt, "push", "send-push", push(1))
     t0 = time.time()
-    runner(rt, ["push"], lambda p, c: time.sleep(5), Hooks([rec])).work(burst=True)
+    runner(rt, ["push"], lambda p, c: _busy(5), Hooks([rec])).work(burst=True)
     assert time.time() - t0 < 3
     assert rec.events[-1][0] == "dead_lettered"
     assert "JobTimeout" in (control.show_job(rt, e.id).error or "")
@@ -305,11 +312,11 @@ def test_a_reclaimed_job_cannot_be_finished_by_its_old_runner(rt: Runtime, tmp_p
     rt = unlimited(rt, tmp_path)
     e = enqueue(rt, "push", "send-push", push(1))
     old = runner(rt, ["push"], lambda p, c: None)
-    taken = old.step(None, take=True)
-    assert taken is not None and taken.id == e.id
+    [taken] = old.step([], 1).taken
+    assert taken.id == e.id
     rt.redis.hset(keys.job(e.id), "worker_name", "another-runner")  # reclaimed and taken again elsewhere
-    old.step(Done(taken, "null", 1.0), take=False)
-    assert rt.redis.zscore(keys.wip("push"), e.id) is not None  # the live run is still tracked
+    assert old.step([Done(taken, "null", 1.0)], 0).skipped == [e.id]
+    assert rt.redis.hgetall(keys.active(old.name)) == {}  # the old runner's own bookkeeping is gone
     assert control.show_job(rt, e.id).status == "started"
 
 

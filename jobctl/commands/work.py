@@ -16,12 +16,16 @@ def work_cmd(
     ctx: typer.Context,
     queues: Annotated[list[str] | None, typer.Argument(help="Queues to serve.", show_default=False)] = None,
     all_queues: Annotated[bool, typer.Option("--all", help="Serve every queue, in priority order.")] = False,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=512,
-                                                    help="Runner processes (default: the queue policy's).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=10000,
+                                                    help="Most jobs the pool runs at once, all queues together "
+                                                         "(each queue stays within its own concurrency).")] = None,
+    processes: Annotated[int | None, typer.Option("--processes", "-p", min=1, max=64,
+                                                  help="Runner processes the slots are spread over "
+                                                       "(default: one per core, at most 4).")] = None,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once nothing is waiting or active.")] = False,
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", min=1, help="Exit after N jobs.")] = None,
 ) -> None:
-    """Run workers: retries, back-off, timeouts, priorities; SIGTERM finishes running jobs first."""
+    """Run workers: each queue's concurrency in slots (threads) over a few processes; SIGTERM lets jobs finish."""
     rt: Runtime = ctx.obj
     registry = rt.settings.queues
     if all_queues and queues:
@@ -31,9 +35,9 @@ def work_cmd(
         raise UsageError(f"name at least one queue or use --all; known queues: {', '.join(registry.names())}")
     policies = [registry.get(n) for n in names]
     names = [p.name for p in sorted(policies, key=lambda p: p.priority)]
-    n = concurrency or max(p.concurrency for p in policies)
     rt.redis  # noqa: B018 - fail fast (exit 4) before forking when Redis is down
-    code = Pool(rt.settings, names, n, burst=burst, max_jobs=max_jobs, hooks=_hooks).run()
+    code = Pool(rt.settings, names, processes=processes, total_slots=concurrency, burst=burst, max_jobs=max_jobs,
+                hooks=_hooks).run()
     raise typer.Exit(code)
 
 

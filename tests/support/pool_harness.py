@@ -1,6 +1,7 @@
 """Runs a real worker Pool in its own process with test processors (for signal and crash tests).
 
-Usage: python -m tests.support.pool_harness REDIS_URL QUEUE CONCURRENCY [--burst] [--max-jobs N]
+Usage: python -m tests.support.pool_harness REDIS_URL QUEUE[,QUEUE…] PROCESSES [--burst] [--max-jobs N]
+       [--slots N] [--config TOML]
 
 The `send-push` processor records each start in the Redis list `test:starts` as
 "job_id unix_time", sleeps `data.sleep` seconds, records "job_id" in `test:done`, and fails with
@@ -25,7 +26,8 @@ from jobctl.pool import Pool
 def main() -> int:
     """Parse the arguments and run the pool until it stops."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    url, queue, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, queues, processes = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+    total = int(sys.argv[sys.argv.index("--slots") + 1]) if "--slots" in sys.argv else None
     burst = "--burst" in sys.argv
     max_jobs = int(sys.argv[sys.argv.index("--max-jobs") + 1]) if "--max-jobs" in sys.argv else None
     settings = config.load(env={"JOBCTL_REDIS_URL": url, "JOBCTL_DATA_DIR": "/tmp/jobctl-harness",
@@ -51,7 +53,8 @@ def main() -> int:
         return {"ok": True}
 
     processors = {name: record for name in ("send-push", "send-email", "process-image", "retry-webhook")}
-    return Pool(settings, [queue], concurrency, burst=burst, max_jobs=max_jobs, processors=processors).run()
+    return Pool(settings, queues, processes=processes, total_slots=total, burst=burst, max_jobs=max_jobs,
+                processors=processors).run()
 
 
 if __name__ == "__main__":
