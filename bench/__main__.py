@@ -1,185 +1,129 @@
-"""Throughput of jobctl against plain RQ, measured in the same run on the same Redis.
+"""Same-run benchmark of jobctl beside BullMQ, Dramatiq and plain RQ, on one Redis, with one no-op job.
 
-    python -m bench [--jobs 10000] [--single 2000] [--repeat 3] [--redis redis://127.0.0.1:6379/8]
+    python -m bench [--repeat 3] [--jobs 10000] [--single 2000] [--io-jobs 2000]
+                    [--only jobctl,bullmq,dramatiq,rq,io,idle] [--quick] [--json FILE|-]
+                    [--redis redis://127.0.0.1:6379/8]
 
-Prints medians over --repeat runs and the ratio jobctl / RQ for: enqueue one at a time, bulk
-enqueue, processing a no-op job with 2 worker processes, Redis commands and Redis CPU per
-processed job, and memory (RSS and PSS) per worker process. The database given is FLUSHED.
+THE REDIS DATABASE GIVEN (default 8) IS FLUSHED before and after every measurement.
+
+Each round measures every selected system in turn (the order rotates between rounds, so noise
+hits all alike): enqueue --single jobs one at a time, enqueue --jobs in bulk, then drain those with
+the system's workers while sampling its progress every ~15 ms. Printed: medians over the rounds,
+jobctl's ratio to each peer, and pass/fail against the targets. --json writes every raw round.
+
+  jobctl    Pool with 2 processes, queue image-processing with 50 slots, no rate limit
+  bullmq    one node worker process, concurrency 50 (bench/node, npm ci on first use)
+  dramatiq  `dramatiq --processes 2 --threads 8`, RedisBroker
+  rq        two RQ SimpleWorker processes, JSON serializer
+  io        jobctl only: 1 process, 50 slots, each job one GET (urllib; --io-client) of a local
+            server that answers in 50 ms; beside it the same GETs from a bare 50-thread pool
+  idle      jobctl only: `jobctl --redis-url URL work --all` idle for 3 s: processes, PSS, RSS
+
+Every step is bounded (--timeout per drain); a system that fails or times out is reported as
+such and the others go on. --quick (1 round, small counts) finishes in about a minute.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
+import json
+import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
 import redis
-from rq import Queue, SimpleWorker
-from rq.serializers import JSONSerializer
 
-from bench.noop import noop
-from jobctl import config
-from jobctl.enqueue import enqueue, enqueue_many
-from jobctl.pool import Pool
-from jobctl.runtime import Runtime
+from bench.jobctl_side import Jobctl, measure_idle, measure_io
+from bench.peers import BullMQ, Dramatiq, PlainRQ
+from bench.report import medians, render
+from bench.system import Params, Round, System, measure
 
-QUEUE = "image-processing"  # no rate limit: measures the runtime, not the limiter
-JOB = "process-image"
-PAYLOAD = {"userId": "u", "originalPath": "a.png", "targetPath": "b.jpg", "maxWidth": 10, "maxHeight": 10}
+NORMAL = {"repeat": 3, "jobs": 10_000, "single": 2_000, "io_jobs": 2_000, "timeout": 120.0}
+QUICK = {"repeat": 1, "jobs": 2_000, "single": 300, "io_jobs": 300, "timeout": 20.0}
+Task = Callable[[redis.Redis, Params, argparse.Namespace, Round], None]
 
 
-def redis_cost(client: redis.Redis) -> tuple[int, int, float]:
-    """(commands incl. inside scripts, client calls, Redis CPU seconds) so far."""
-    stats = client.info("commandstats")
-    calls = sum(int(v["calls"]) for v in stats.values())
-    evals = sum(int(v["calls"]) for k, v in stats.items() if k.startswith(("cmdstat_evalsha", "cmdstat_eval")))
-    cpu = client.info("cpu")
-    return calls, evals, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+def compared(make: Callable[[Params], System]) -> Task:
+    """A task measuring one system of the comparison."""
+    return lambda client, p, _args, rec: measure(lambda: make(p), client, p, rec)
 
 
-def memory_kb(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of a process in kB."""
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
+TASKS: dict[str, tuple[str, Task]] = {
+    "jobctl": ("jobctl", compared(Jobctl)),
+    "bullmq": ("BullMQ", compared(BullMQ)),
+    "dramatiq": ("Dramatiq", compared(Dramatiq)),
+    "rq": ("RQ", compared(PlainRQ)),
+    "io": ("jobctl:io", lambda client, p, args, rec: measure_io(client, p, args.io_jobs, args.io_client, rec)),
+    "idle": ("jobctl:idle", lambda client, p, _args, rec: measure_idle(client, p, rec)),
+}
 
 
-def children(pid: int) -> list[int]:
-    """Direct child pids."""
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options; counts left unset take the --quick or the normal defaults."""
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/8", help="Redis URL; its database is FLUSHED")
+    ap.add_argument("--repeat", type=int, help="rounds, interleaved across systems (default 3; quick 1)")
+    ap.add_argument("--jobs", type=int, help="jobs enqueued in bulk and drained (default 10000; quick 2000)")
+    ap.add_argument("--single", type=int, help="jobs enqueued one at a time (default 2000; quick 300)")
+    ap.add_argument("--io-jobs", type=int, help="I/O-bound jobs (default 2000; quick 300)")
+    ap.add_argument("--io-client", default="urllib", choices=["urllib", "requests"],
+                    help="HTTP client of the I/O-bound processor (requests costs ~5x the CPU per GET)")
+    ap.add_argument("--timeout", type=float, help="seconds a drain may take (default 120; quick 20)")
+    ap.add_argument("--only", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
+    ap.add_argument("--quick", action="store_true", help="1 round, small counts: a smoke test of about a minute")
+    ap.add_argument("--json", metavar="FILE", help="write params, raw rounds and medians as JSON ('-': stdout)")
+    args = ap.parse_args(argv)
+    for key, value in (QUICK if args.quick else NORMAL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.only = [name.strip().lower() for name in args.only.split(",") if name.strip()]
+    if unknown := [n for n in args.only if n not in TASKS]:
+        ap.error(f"unknown --only name(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    return args
 
 
-def rq_queue(client: redis.Redis) -> Queue:
-    """Plain RQ queue with the JSON serializer (jobctl never pickles; compare like with like)."""
-    return Queue("bench", connection=client, serializer=JSONSerializer)
-
-
-def bench_enqueue_single(rt: Runtime, n: int) -> tuple[float, float]:
-    """Jobs/s enqueued one at a time: (jobctl, rq)."""
-    rt.redis.flushdb()
-    t = time.perf_counter()
-    for _ in range(n):
-        enqueue(rt, QUEUE, JOB, PAYLOAD)
-    ours = n / (time.perf_counter() - t)
-    rt.redis.flushdb()
-    q = rq_queue(rt.redis)
-    t = time.perf_counter()
-    for _ in range(n):
-        q.enqueue(noop, PAYLOAD)
-    return ours, n / (time.perf_counter() - t)
-
-
-def bench_enqueue_bulk(rt: Runtime, n: int) -> tuple[float, float]:
-    """Jobs/s enqueued in bulk: (jobctl enqueue_many, rq enqueue_many)."""
-    rt.redis.flushdb()
-    t = time.perf_counter()
-    enqueue_many(rt, QUEUE, JOB, [PAYLOAD] * n)
-    ours = n / (time.perf_counter() - t)
-    rt.redis.flushdb()
-    q = rq_queue(rt.redis)
-    t = time.perf_counter()
-    for start in range(0, n, 1000):
-        q.enqueue_many([Queue.prepare_data(noop, (PAYLOAD,)) for _ in range(min(1000, n - start))])
-    return ours, n / (time.perf_counter() - t)
-
-
-def _drain(client: redis.Redis, start: Callable[[], list[subprocess.Popen[bytes]]], remaining: Callable[[], int],
-           n: int) -> dict[str, float]:
-    before = redis_cost(client)
-    t = time.perf_counter()
-    procs = start()
-    mem: list[tuple[int, int]] = []
-    while remaining() > 0:
-        time.sleep(0.02)
-        if not mem and time.perf_counter() - t > 0.5:
-            pids = [c for p in procs for c in (children(p.pid) or [p.pid])]
-            mem = [memory_kb(pid) for pid in pids]
-    elapsed = time.perf_counter() - t
-    after = redis_cost(client)
-    for p in procs:
-        p.terminate()
-        p.wait()
-    return {"jobs_s": n / elapsed, "cmds": (after[0] - before[0]) / n, "calls": (after[1] - before[1]) / n,
-            "cpu_ms": (after[2] - before[2]) * 1000 / n,
-            "rss_mb": statistics.median(m[0] for m in mem) / 1024 if mem else 0.0,
-            "pss_mb": statistics.median(m[1] for m in mem) / 1024 if mem else 0.0}
-
-
-def bench_process(rt: Runtime, n: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Processing a no-op job with 2 worker processes: (jobctl pool, 2 RQ SimpleWorkers)."""
-    url = rt.settings.redis_url
-    rt.redis.flushdb()
-    enqueue_many(rt, QUEUE, JOB, [PAYLOAD] * n)
-    ours = _drain(rt.redis, lambda: [subprocess.Popen([sys.executable, "-m", "bench", "--serve-jobctl", url])],
-                  lambda: rt.redis.llen("rq:queue:" + QUEUE) + rt.redis.zcard("rq:wip:" + QUEUE), n)
-    rt.redis.flushdb()
-    q = rq_queue(rt.redis)
-    for start in range(0, n, 1000):
-        q.enqueue_many([Queue.prepare_data(noop, (PAYLOAD,), result_ttl=3600) for _ in range(min(1000, n - start))])
-    theirs = _drain(rt.redis, lambda: [subprocess.Popen([sys.executable, "-m", "bench", "--serve-rq", url])
-                                       for _ in range(2)],
-                    lambda: q.count + q.started_job_registry.count, n)
-    return ours, theirs
-
-
-def serve_jobctl(url: str) -> None:
-    """A jobctl pool of 2 runner processes whose registered no-op processor does nothing."""
-    settings = config.load(env={"JOBCTL_REDIS_URL": url, "HOME": os.environ.get("HOME", "/tmp")})
-    processors: dict[str, Any] = {JOB: lambda payload, ctx: noop(payload)}
-    Pool(settings, [QUEUE], 2, processors=processors).run()
-
-
-def serve_rq(url: str) -> None:
-    """One plain RQ SimpleWorker (no fork per job), JSON serializer."""
-    client = redis.Redis.from_url(url)
-    SimpleWorker([rq_queue(client)], connection=client, serializer=JSONSerializer).work(
-        burst=False, logging_level="WARNING")
+def run_rounds(client: redis.Redis, p: Params, args: argparse.Namespace) -> list[Round]:
+    """Every selected task once per round, the order rotated each round."""
+    rounds: list[Round] = []
+    for r in range(args.repeat):
+        order = args.only[r % len(args.only):] + args.only[:r % len(args.only)]
+        for name in order:
+            system, task = TASKS[name]
+            rec = Round(system, r + 1)
+            t = time.perf_counter()
+            task(client, p, args, rec)
+            status = f"FAILED: {rec.error}" if rec.error else "ok"
+            print(f"[round {r + 1}/{args.repeat}] {system}: {time.perf_counter() - t:.1f} s, {status}",
+                  file=sys.stderr, flush=True)
+            rounds.append(rec)
+    return rounds
 
 
 def main() -> None:
-    """Run every benchmark --repeat times and print medians and ratios."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=10000)
-    ap.add_argument("--single", type=int, default=2000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/8")
-    ap.add_argument("--serve-jobctl")
-    ap.add_argument("--serve-rq")
-    args = ap.parse_args()
-    if args.serve_jobctl:
-        return serve_jobctl(args.serve_jobctl)
-    if args.serve_rq:
-        return serve_rq(args.serve_rq)
-    rt = Runtime(config.load(redis_url=args.redis))
-    rows: dict[str, list[tuple[float, float]]] = {}
-    for _ in range(args.repeat):
-        rows.setdefault("enqueue one at a time (jobs/s)", []).append(bench_enqueue_single(rt, args.single))
-        rows.setdefault("bulk enqueue (jobs/s)", []).append(bench_enqueue_bulk(rt, args.jobs))
-        ours, theirs = bench_process(rt, args.jobs)
-        for key, label in [("jobs_s", "process no-op, 2 workers (jobs/s)"),
-                           ("cmds", "Redis commands per job (incl. inside Lua)"),
-                           ("calls", "Lua script calls per job"),
-                           ("cpu_ms", "Redis CPU per job (ms)"), ("rss_mb", "RSS per worker process (MB)"),
-                           ("pss_mb", "PSS per worker process (MB)")]:
-            rows.setdefault(label, []).append((ours[key], theirs[key]))
-    rt.redis.flushdb()
-    print(f"{'measure (median of ' + str(args.repeat) + ')':48} {'jobctl':>10} {'plain RQ':>10} {'ratio':>7}")
-    for label, pairs in rows.items():
-        ours_m = statistics.median(p[0] for p in pairs)
-        theirs_m = statistics.median(p[1] for p in pairs)
-        ratio = f"{ours_m / theirs_m:6.2f}x" if theirs_m >= 0.05 else "    n/a"
-        print(f"{label:48} {ours_m:10.2f} {theirs_m:10.2f} {ratio}")
+    """Run the rounds and print the report (and the JSON)."""
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))  # unwind: every Group stops its workers
+    client = redis.Redis.from_url(args.redis, socket_timeout=30)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        sys.exit(f"bench: Redis at {args.redis} does not answer: {exc}")
+    p = Params(args.redis, args.jobs, args.single, args.timeout)
+    t = time.perf_counter()
+    rounds = run_rounds(client, p, args)
+    header = (f"jobctl beside its peers: {args.jobs:,} no-op jobs drained, {args.single:,} enqueued one at a time, "
+              f"median of {args.repeat} round(s), {time.perf_counter() - t:.0f} s in all")
+    doc = {"params": vars(args), "rounds": [asdict(r) for r in rounds], "medians": medians(rounds)}
+    if args.json == "-":
+        print(json.dumps(doc, indent=2))
+        return
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=2)
+    print(render(rounds, header))
 
 
 if __name__ == "__main__":

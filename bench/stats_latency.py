@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from jobctl import config, keys, metrics
 from jobctl.jobs import job_fields, new_id
@@ -23,7 +24,7 @@ QUEUE, JOB = "data-cleanup", "cleanup-audit-logs"
 def fill(rt: Runtime, n: int) -> None:
     """Add n waiting jobs to QUEUE."""
     policy = rt.settings.queues.get(QUEUE)
-    fields = job_fields(policy, JOB, {}, policy.priority, datetime.now(UTC))
+    fields: dict[Any, Any] = job_fields(policy, JOB, {}, policy.priority, datetime.now(UTC))
     for start in range(0, n, 10_000):
         ids = [new_id() for _ in range(min(10_000, n - start))]
         with rt.redis.pipeline(transaction=False) as pipe:
