@@ -25,7 +25,7 @@ def show_job(rt: Runtime, job_id: str) -> JobView:
     h = rt.redis.hgetall(keys.job(job_id))
     if not h:
         raise NotFound(f"no job {job_id!r} (finished jobs are kept 1 hour)")
-    return view(job_id, _dec(h))
+    return view(job_id, _dec(h), h)
 
 
 def cancel_job(rt: Runtime, job_id: str) -> str:

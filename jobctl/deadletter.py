@@ -41,7 +41,7 @@ from jobctl.db import UtcDateTime, dead_letters, utcnow
 from jobctl.durations import iso
 from jobctl.errors import NotFound
 from jobctl.hooks import JobEvent
-from jobctl.jobs import FAILURE_TTL_S, RQ_TIME, decode_data
+from jobctl.jobs import FAILURE_TTL_S, RQ_TIME, decode_data, exc_text
 from jobctl.runtime import Runtime
 
 log = logging.getLogger("jobctl.deadletter")
@@ -293,7 +293,7 @@ def failure_from_hash(rt: Runtime, job_id: str, level: str, h: dict[Any, Any],
         failed_at = datetime.strptime(_text(h.get(b"ended_at")), RQ_TIME).replace(tzinfo=UTC)
     except ValueError:
         failed_at = utcnow()
-    error = _text(h.get(b"jc_error")) or _text(h.get(b"exc_info"))
+    error = _text(h.get(b"jc_error")) or exc_text(h.get(b"exc_info"))
     traceback = traceback or _text(h.get(b"jc_traceback")) or None
     return Failure(queue, _text(h.get(b"jc_job")) or name, job_id, payload, error, traceback,
                    int(_text(h.get(b"jc_attempt")) or 0), failed_at)
@@ -347,6 +347,16 @@ def reconcile(rt: Runtime, limit: int | None = None) -> int:
     return recorded
 
 
+def _count_failed(rt: Runtime, queue: str, now_s: int) -> None:
+    from jobctl.worker import METRICS_TTL_S
+
+    key = keys.metrics(queue, now_s // 60)
+    with rt.redis.pipeline() as pipe:
+        pipe.hincrby(key, "failed", 1)
+        pipe.expire(key, METRICS_TTL_S)
+        pipe.execute()
+
+
 def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: int | None = None) -> int:
     fk = keys.failed(level)
     now_s = rt.redis.time()[0]
@@ -367,6 +377,9 @@ def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: in
             if not h:
                 rt.redis.zrem(fk, job_id)
                 continue
-            entry_id, new = store.record(failure_from_hash(rt, job_id, level, h))
+            failure = failure_from_hash(rt, job_id, level, h)
+            entry_id, new = store.record(failure)
             _mark(rt, level, job_id, entry_id)
+            if new and not h.get(b"jc_error"):  # failed by a foreign worker (plain `rq worker`): count it too
+                _count_failed(rt, failure.queue, now_s)
             recorded += new

@@ -26,7 +26,7 @@ from jobctl.runtime import Runtime
 log = logging.getLogger("jobctl.health")
 CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 _RANK = {"OK": 0, "UNKNOWN": 1, "WARNING": 2, "CRITICAL": 3}
-CHECKS = ("redis", "persistence", "backlog", "failures", "workers", "scheduler", "dead_letters")
+CHECKS = ("redis", "persistence", "backlog", "failures", "workers", "scheduler", "dead_letters", "rq")
 FIRING_TTL_S = 7 * 86400
 
 
@@ -102,7 +102,20 @@ def queue_checks(snap: metrics.Snapshot, settings: Settings) -> list[Check]:
                      if stuck else ("scheduler running" if snap.scheduler_alive else "no delayed jobs"),
                      {"delayed": delayed, "scheduler_alive": snap.scheduler_alive}))
     out.append(_dead_letter_check(snap))
+    out.append(_rq_check(snap))
     return out
+
+
+def _rq_check(snap: metrics.Snapshot) -> Check:
+    """RQ's own state that changes what jobctl does: `rq suspend`, and plain RQ workers on jobctl's queues."""
+    problems = []
+    if snap.rq_suspended:
+        problems.append("RQ workers are suspended (`rq suspend`): jobctl's pools take no jobs until `rq resume`")
+    if snap.foreign_workers:
+        names = ", ".join(f"{w} ({', '.join(q)})" for w, q in snap.foreign_workers.items())
+        problems.append(f"non-jobctl RQ worker(s) serve jobctl queues and fail their jobs at once: {names}")
+    return Check("rq", "WARNING" if problems else "OK", "; ".join(problems) or "no RQ suspension, no foreign workers",
+                 {"suspended": snap.rq_suspended, "foreign_workers": snap.foreign_workers})
 
 
 def _dead_letter_check(snap: metrics.Snapshot) -> Check:

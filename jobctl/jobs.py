@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,13 +53,25 @@ def encode_data(job_name: str, payload: dict[str, Any]) -> str:
     return json.dumps([job_name, None, [payload], {}], separators=(",", ":"))
 
 
-def decode_data(raw: bytes | str) -> tuple[str, dict[str, Any]]:
-    """(job name, payload) from RQ's JSON `data` field; ("?", {}) when it is not jobctl's layout."""
-    try:
-        name, _instance, args, _kwargs = json.loads(raw)
-    except (ValueError, TypeError):
-        return "?", {}
-    return str(name), (args[0] if args and isinstance(args[0], dict) else {})
+def exc_text(raw: bytes | str | None, limit: int = 8000) -> str:
+    """RQ's `exc_info` field as text: RQ writes it zlib-compressed, jobctl plain; '' when empty."""
+    if not raw:
+        return ""
+    data = raw.encode("latin-1", errors="replace") if isinstance(raw, str) else raw
+    if data[:1] == b"\x78":
+        with contextlib.suppress(zlib.error):
+            data = zlib.decompressobj().decompress(data, limit)
+    return data.decode(errors="replace")[:limit]
+
+
+def decode_data(raw: bytes | str | None) -> tuple[str, dict[str, Any]]:
+    """(job name, payload) from RQ's `data` field in any layout `jobdata` reads; ("?", {}) otherwise."""
+    from jobctl import jobdata
+
+    decoded = jobdata.decode(raw)
+    if isinstance(decoded, jobdata.Decoded):
+        return decoded.name, decoded.payload
+    return decoded.name or "?", {}
 
 
 @dataclass(frozen=True)
@@ -93,9 +107,11 @@ def _iso(value: str | None) -> str | None:
         return value
 
 
-def view(job_id: str, h: dict[str, str]) -> JobView:
-    """A JobView from a job hash (decoded to str)."""
-    name, payload = decode_data(h.get("data", '["?", null, [{}], {}]'))
+def view(job_id: str, h: dict[str, str], raw: dict[Any, Any] | None = None) -> JobView:
+    """A JobView from a job hash (decoded to str; `raw`, the hash as Redis returned it, for the fields
+    RQ may have compressed: `data` and `exc_info`)."""
+    raw = raw or {}
+    name, payload = decode_data(raw.get(b"data", h.get("data")))
     result: Any = None
     if h.get("result"):
         try:
@@ -117,5 +133,5 @@ def view(job_id: str, h: dict[str, str]) -> JobView:
         started_at=_iso(h.get("started_at")),
         ended_at=_iso(h.get("ended_at")),
         result=result,
-        error=h.get("jc_error") or h.get("exc_info") or None,
+        error=h.get("jc_error") or exc_text(raw.get(b"exc_info", h.get("exc_info"))) or None,
     )

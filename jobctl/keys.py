@@ -15,6 +15,7 @@ a queue name to a prefix passed in from here (`keys.job("")` etc.), so every key
 | `rq:finished:{level}` | zset | RQ finished registry -> expiry; trimmed to the newest N |
 | `rq:failed:{level}` | zset | RQ failed registry (permanent failures) -> expiry |
 | `rq:canceled:{level}` | zset | RQ canceled registry |
+| `rq:results:{id}` | stream | RQ result records (success with the JSON result, final failure with the error) |
 | `rq:worker:{name}` | hash | a jobctl pool as RQ sees a worker (`rq info`, rq-dashboard), expires |
 | `rq:workers` | set | RQ's set of worker keys |
 | `rq:workers:{level}` | set | RQ's worker keys per queue |
@@ -78,6 +79,11 @@ def failed(level: str) -> str:
 def canceled(level: str) -> str:
     """RQ's canceled-job registry."""
     return f"{RQ}:canceled:{level}"
+
+
+def rq_results(job_id: str) -> str:
+    """RQ's result stream of one job (read by `job.latest_result()` and rq-dashboard)."""
+    return f"{RQ}:results:{job_id}"
 
 
 def rq_worker(name: str) -> str:

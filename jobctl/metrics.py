@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,10 +84,13 @@ class Snapshot:
     queues: tuple[QueueStats, ...]
     scheduler_alive: bool
     dead_letters_error: str | None = None
+    rq_suspended: bool = False  # `rq suspend` is in force: jobctl's pools take no jobs
+    foreign_workers: dict[str, list[str]] = field(default_factory=dict)  # non-jobctl RQ worker -> our levels
 
     def to_json(self) -> dict[str, Any]:
-        """`{"generated_at", "queues": [...]}` as `stats --json` prints it."""
-        return {"generated_at": self.generated_at, "queues": [q.to_json() for q in self.queues]}
+        """`{"generated_at", "queues": [...], "rq_suspended", "foreign_workers"}` as `stats --json` prints it."""
+        return {"generated_at": self.generated_at, "queues": [q.to_json() for q in self.queues],
+                "rq_suspended": self.rq_suspended, "foreign_workers": self.foreign_workers}
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,8 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
         pipe.smembers(keys.paused())
         pipe.exists(keys.scheduler_heartbeat())
         pipe.zrange(keys.workers(), 0, -1)
+        pipe.exists(keys.rq_suspended())
+        pipe.smembers(keys.rq_workers())
         for p in policies:
             pipe.exists(keys.throttle(p.name))
             for _prio, level in p.levels():
@@ -191,9 +196,11 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     paused = {m.decode() for m in first[1]}
     scheduler_alive = bool(first[2])
     pool_names: list[bytes] = first[3]
+    suspended = bool(first[4])
+    rq_worker_keys = sorted(k.decode() for k in first[5])
     minute = int(now_s // 60)
     per_queue: list[tuple[bool, int, int, int, list[bytes]]] = []
-    i = 4
+    i = 6
     for p in policies:
         throttled = bool(first[i])
         i += 1
@@ -214,10 +221,13 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
                 pipe.hgetall(keys.metrics(p.name, m))
             for head in heads:
                 pipe.hget(keys.job(head.decode()), "enqueued_at")
+        for key in rq_worker_keys:
+            pipe.hmget(key, ["version", "queues"])
         scopes = _rate_scopes(policies)
         for key, window_us, _limit, _queue in scopes:
             pipe.zcount(key, f"({now_s * 1e6 - window_us:.0f}", "+inf")
         second = pipe.execute()
+    rq_infos = second[len(second) - len(scopes) - len(rq_worker_keys):len(second) - len(scopes)]
     at_limit = {queue for (_k, _w, limit, queue), n in zip(scopes, second[len(second) - len(scopes):], strict=True)
                 if int(n) >= limit}
     workers = _live_workers(second[:len(pool_names)])
@@ -228,8 +238,8 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     for p, (throttled, waiting, active, delayed, heads) in zip(policies, per_queue, strict=True):
         totals = {"completed": 0.0, "failed": 0.0, "retried": 0.0, "ms": 0.0}
         for h in second[j:j + WINDOW_MIN]:
-            for field in totals:
-                totals[field] += float(h.get(field.encode(), 0) or 0)
+            for counter in totals:
+                totals[counter] += float(h.get(counter.encode(), 0) or 0)
         j += WINDOW_MIN
         ages = [a for a in (_age_s(s, now_s) for s in second[j:j + len(heads)]) if a is not None]
         j += len(heads)
@@ -243,8 +253,21 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
             paused=p.name in paused, dead_letters=dl.open.get(p.name, 0) if usable and dl else None,
             retried_1h=int(totals["retried"]), rate_limited=throttled or p.name in at_limit,
             dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None))
+    levels = {level for p in policies for _p, level in p.levels()}
     return Snapshot(iso(datetime.fromtimestamp(now_s, UTC)), now_s, tuple(out), scheduler_alive,
-                    dl.error if dl else None)
+                    dl.error if dl else None, suspended, _foreign(rq_worker_keys, rq_infos, levels))
+
+
+def _foreign(worker_keys: Sequence[str], infos: Sequence[list[bytes | None]], levels: set[str]) -> dict[str, list[str]]:
+    """RQ workers that are not jobctl pools but serve jobctl's levels (they fail its jobs at once)."""
+    out = {}
+    for key, (version, queues) in zip(worker_keys, infos, strict=True):
+        if queues is None or version == b"jobctl":
+            continue
+        served = sorted(set(queues.decode(errors="replace").split(",")) & levels)
+        if served:
+            out[key.removeprefix(keys.rq_worker(""))] = served
+    return out
 
 
 def flags(q: QueueStats, backlog_threshold: int, failed_threshold: int) -> tuple[str, ...]:

@@ -83,7 +83,7 @@ class Pool:
                          for i, (s, n) in enumerate(zip(shares, per_process, strict=True)) if n]
         self.rt = Runtime(settings)
         self.recovery = Runner(self.rt, queues, name=self.name, processors=processors, hooks=self.make_hooks(self.rt),
-                               wait_out_outages=False)
+                               wait_out_outages=False, rq_worker_key=keys.rq_worker(self.name))
         self.levels = [level for p in policies for _p, level in p.levels()]
         self.rq_levels = self.levels  # what RQ's tools display: every level served
         self.all_levels = [level for p in settings.queues.policies for _p, level in p.levels()]
@@ -218,7 +218,7 @@ class Pool:
         forget_engines_after_fork()
         rt = Runtime(self.settings)
         runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt), processors=self.processors,
-                        slots=child.slots, total_slots=child.total)
+                        slots=child.slots, total_slots=child.total, rq_worker_key=keys.rq_worker(self.name))
 
         def stop(_s: int, _f: FrameType | None) -> None:
             runner.stopping = True

@@ -60,9 +60,12 @@ def _age(seconds: float | None) -> str:
     return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def stats_table(generated_at: str, queues: Sequence[Any], flags: Mapping[str, Sequence[str]]) -> Table:
-    """The `jobctl stats` table: one row per queue (metrics.QueueStats), flagged rows in colour."""
-    t = Table(title=f"Queues at {generated_at}", title_justify="left", header_style="bold")
+def stats_table(generated_at: str, queues: Sequence[Any], flags: Mapping[str, Sequence[str]],
+                notes: Sequence[str] = ()) -> Table:
+    """The `jobctl stats` table: one row per queue (metrics.QueueStats), flagged rows in colour, and
+    system-wide notes (RQ suspended, foreign workers) as its caption."""
+    t = Table(title=f"Queues at {generated_at}", title_justify="left", header_style="bold",
+              caption="; ".join(notes) or None, caption_justify="left", caption_style="bold yellow")
     for col in ("queue", "waiting", "active", "delayed", "done 1h", "failed 1h", "avg ms", "oldest",
                 "workers", "paused", "dead letters", "attention"):
         t.add_column(col, justify="left" if col in ("queue", "attention") else "right")

@@ -97,10 +97,12 @@ class Step(Call):
     finishes: str = "[]"
     takes: str = ""
     failure_ttl_s: int
+    results_prefix: str = keys.rq_results("")
+    rq_worker_key: str = ""
 
     @staticmethod
     def finishes_json(items: Sequence[Sequence[Any]]) -> str:
-        """[[id, execution, level, queue, result, duration_ms, keep_s, keep_count], ...] as JSON."""
+        """[[id, execution, level, queue, result, duration_ms, keep_s, keep_count, return_value], ...] as JSON."""
         return _js(list(items))
 
     @staticmethod
@@ -136,6 +138,9 @@ class Fail(Call):
     failure_ttl_s: int
     metrics_ttl_s: int
     retry_later_streak: str
+    results_prefix: str = keys.rq_results("")
+    exc_string: str = ""
+    rq_worker_key: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

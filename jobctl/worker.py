@@ -14,6 +14,7 @@ every host (checked inside the take against the started registries).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -21,6 +22,7 @@ import socket
 import time
 import traceback
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +83,7 @@ class Done:
     job: Taken
     result: str
     duration_ms: float
+    return_value: str = ""  # base64 of `result`, as RQ's result stream stores it
 
 
 @dataclass
@@ -111,6 +114,11 @@ def as_text(v: bytes | str) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
+def _exc_string(text: str, tb: str | None) -> str:
+    """An error as RQ's result stream stores it: base64 of zlib-compressed text."""
+    return base64.b64encode(zlib.compress((f"{tb}\n{text}" if tb else text).encode(errors="replace"))).decode()
+
+
 def _int(v: Any, default: int) -> int:
     try:
         return int(as_text(v)) if v not in (None, b"", "") else default
@@ -124,8 +132,10 @@ class Runner:
     def __init__(self, rt: Runtime, queues: list[str], name: str | None = None,
                  processors: Mapping[str, Processor] | None = None, hooks: Hooks | None = None,
                  services: Any = None, wait_out_outages: bool = True,
-                 slots: Mapping[str, int] | None = None, total_slots: int | None = None) -> None:
+                 slots: Mapping[str, int] | None = None, total_slots: int | None = None,
+                 rq_worker_key: str = "") -> None:
         self.rt = rt
+        self.rq_worker_key = rq_worker_key  # the pool's entry in RQ's worker registry, whose counts we keep
         self.settings = rt.settings
         self.queues = queues
         self.order = level_order(rt.settings.queues, queues)
@@ -178,7 +188,7 @@ class Runner:
         """Finish `done` and take up to `take` jobs (within free slots), in one idempotent call."""
         self._seq += 1
         finishes = [[d.job.id, d.job.execution, d.job.level, d.job.queue, d.result, d.duration_ms,
-                     *self._keep(d.job.queue)] for d in done]
+                     *self._keep(d.job.queue), d.return_value] for d in done]
         spec = ""
         if take > 0:
             per_queue = {}
@@ -191,7 +201,7 @@ class Runner:
         call = Step(active_key=keys.active(self.name), step_key=keys.step(self.name), worker=self.name,
                     token=f"{self._boot}-{self._seq}", lease_s=self.settings.heartbeat_ttl_s,
                     rq_margin_s=RQ_MARGIN_S, metrics_ttl_s=METRICS_TTL_S, finishes=Step.finishes_json(finishes),
-                    takes=spec, failure_ttl_s=FAILURE_TTL_S)
+                    takes=spec, failure_ttl_s=FAILURE_TTL_S, rq_worker_key=self.rq_worker_key)
         skipped, wait_us, flags, taken, refused = self._retrying(lambda: self.rt.scripts.run(call))
         res = StepResult(skipped=[as_text(s) for s in skipped or []], wait_s=float(wait_us) / 1e6,
                          suspended=as_text(flags) == "suspended")
@@ -239,7 +249,8 @@ class Runner:
             action=action, delay_s=repr(decision.delay_s), consumes_attempt="1" if decision.consumes_attempt else "0",
             error=text[:4000], traceback=(tb or "")[-8000:], owner="" if expired_only else owner,
             rq_margin_s=RQ_MARGIN_S, failure_ttl_s=FAILURE_TTL_S, metrics_ttl_s=METRICS_TTL_S,
-            retry_later_streak="1" if isinstance(error, RetryLater) else "0")))
+            retry_later_streak="1" if isinstance(error, RetryLater) else "0", rq_worker_key=self.rq_worker_key,
+            exc_string=_exc_string(text, tb) if action == "dead" else "")))
         if not int(ok):
             return None
         if isinstance(error, RetryLater) and error.throttle_queue:
@@ -321,7 +332,8 @@ class Runner:
                 raise
             self._apply_failure(job, exc, None if isinstance(exc, JobSignal) else traceback.format_exc(limit=20))
             return None
-        return Done(job, text, round((time.perf_counter() - start) * 1000, 3))
+        return Done(job, text, round((time.perf_counter() - start) * 1000, 3),
+                    base64.b64encode(text.encode()).decode())
 
     def _apply_failure(self, job: Taken, exc: BaseException, tb: str | None) -> None:
         try:

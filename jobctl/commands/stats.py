@@ -19,7 +19,9 @@ def stats_renderable(rt: Runtime, queues: list[str] | None) -> Table:
     s = rt.settings
     why = {q.name: metrics.flags(q, s.queues.get(q.name).backlog_alert, s.queues.get(q.name).failed_alert)
            for q in snap.queues}
-    return render.stats_table(snap.generated_at, snap.queues, why)
+    notes = (["RQ workers are suspended (rq suspend): pools take no jobs"] if snap.rq_suspended else []) + \
+        [f"non-jobctl RQ worker {w} serves {', '.join(q)}" for w, q in snap.foreign_workers.items()]
+    return render.stats_table(snap.generated_at, snap.queues, why, notes)
 
 
 def stats_cmd(

@@ -24,6 +24,9 @@
 -- ARGV[20] failure_ttl_s: how long RQ's failed registry keeps it (until the store has it)
 -- ARGV[21] metrics_ttl_s: expiry of per-minute counters
 -- ARGV[22] retry_later_streak: '1' when this failure was a RetryLater
+-- ARGV[23] results_prefix: prefix of RQ's result streams (rq:results:)
+-- ARGV[24] exc_string: base64 of the zlib-compressed error and traceback, for RQ's result stream
+-- ARGV[25] rq_worker_key: the owner pool's RQ worker hash ('' = none)
 -- LIBS: lib_time
 -- Returns 1 when applied, 0 when someone else already handled the job.
 local jp, qp, wp, sp, fp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -77,6 +80,11 @@ else
   redis.call('PERSIST', jk)
   redis.call('ZADD', fp .. level, now + tonumber(ARGV[20]), id)
   redis.call('HINCRBY', mk, 'failed', 1)
+  redis.call('XADD', ARGV[23] .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'worker_name', h[1] or '',
+             'exc_string', ARGV[24], 'execution_id', string.match(member, ':(.*)$') or '')
+  if ARGV[25] ~= '' and redis.call('EXISTS', ARGV[25]) == 1 then
+    redis.call('HINCRBY', ARGV[25], 'failed_job_count', 1)
+  end
 end
 redis.call('EXPIRE', mk, tonumber(ARGV[21]))
 return 1

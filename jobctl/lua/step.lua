@@ -21,11 +21,14 @@
 -- ARGV[16] lease_s: seconds a taken job's lease lasts without a heartbeat
 -- ARGV[17] rq_margin_s: added to the started-registry score, so RQ's cleanup only sees long-dead leases
 -- ARGV[18] metrics_ttl_s: expiry of per-minute counters
--- ARGV[19] finishes: JSON [[id, execution, level, queue, result, duration_ms, keep_s, keep_count], ...]
+-- ARGV[19] finishes: JSON [[id, execution, level, queue, result, duration_ms, keep_s, keep_count,
+--   return_value (base64 of the result's JSON, for RQ's result stream)], ...]
 -- ARGV[20] takes: JSON {"n": most jobs to take, "q": {queue: [free slots, global cap, rate limit,
 --   window_us, scope, [every level of the queue]]}, "levels": [[queue, level], ...] best first};
 --   "" = take nothing
 -- ARGV[21] failure_ttl_s: how long RQ's failed registry keeps a refused job (until the store has it)
+-- ARGV[22] results_prefix: prefix of RQ's result streams (rq:results:)
+-- ARGV[23] rq_worker_key: the pool's RQ worker hash, whose job counts RQ's tools show ('' = none)
 -- LIBS: lib_time, lib_rate
 -- Returns {{skipped...}, wait_us, flags, {taken...}, {refused...}}: skipped = ids of finishes not
 --   recorded (the job was cancelled, deleted or taken over meanwhile); taken =
@@ -60,7 +63,7 @@ local skipped = {}
 local per_queue, fin_levels = {}, {}
 for _, f in ipairs(cjson.decode(ARGV[19])) do
   local id, exec, level, queue, result, ms, keep_s, keep_n = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
-  local jk = jp .. id
+  local jk, rk = jp .. id, ARGV[22] .. id
   redis.call('HDEL', active, id)  -- our own bookkeeping goes whatever became of the job
   local h = redis.pcall('HMGET', jk, 'worker_name', 'status', 'jc_exec')
   if type(h) ~= 'table' then h = {false, false, false} end
@@ -70,9 +73,12 @@ for _, f in ipairs(cjson.decode(ARGV[19])) do
     if keep_s > 0 and keep_n > 0 then
       redis.call('EXPIRE', jk, keep_s)
       redis.call('ZADD', fp .. level, now + keep_s, id)
+      redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker, 'return_value', f[9],
+                 'execution_id', exec)
+      redis.call('EXPIRE', rk, keep_s)
       fin_levels[level] = keep_n
     else
-      redis.call('DEL', jk)
+      redis.call('DEL', jk, rk)
     end
     local q = per_queue[queue] or {0, 0}
     q[1], q[2] = q[1] + 1, q[2] + ms
@@ -81,11 +87,17 @@ for _, f in ipairs(cjson.decode(ARGV[19])) do
     skipped[#skipped + 1] = id
   end
 end
+local total_n, total_ms = 0, 0
 for queue, q in pairs(per_queue) do
+  total_n, total_ms = total_n + q[1], total_ms + q[2]
   local mk = mp .. queue .. ':' .. minute
   redis.call('HINCRBY', mk, 'completed', q[1])
   redis.call('HINCRBYFLOAT', mk, 'ms', q[2])
   redis.call('EXPIRE', mk, mttl)
+end
+if total_n > 0 and ARGV[23] ~= '' and redis.call('EXISTS', ARGV[23]) == 1 then
+  redis.call('HINCRBY', ARGV[23], 'successful_job_count', total_n)
+  redis.call('HINCRBYFLOAT', ARGV[23], 'total_working_time', total_ms / 1000)
 end
 for level, keep_n in pairs(fin_levels) do  -- retention, once per level and step
   local fk = fp .. level
@@ -172,7 +184,12 @@ if ARGV[20] ~= '' then
         redis.call('LPOP', qk)
         if rk then jobctl_rate_take(rk, window, now_us, id) end
         local bad = bad_fields(f)
-        local attempt = (jc_count(f[5]) or 0) + 1
+        local before, most = jc_count(f[5]) or 0, jc_count(f[4])
+        if most and before >= most then  -- only an operator's requeue (rq requeue) queues a spent job:
+          before = 0                     -- it runs again with a fresh set of attempts
+          redis.call('PERSIST', jk)
+        end
+        local attempt = before + 1
         local exec = token .. '-' .. (#taken + 1)
         redis.call('HSET', jk, 'status', 'started', 'started_at', now_iso, 'worker_name', worker,
                    'last_heartbeat', now_iso, 'jc_attempt', attempt, 'jc_exec', exec)
