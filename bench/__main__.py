@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, help="jobs enqueued in bulk and drained (default 10000; quick 2000)")
     ap.add_argument("--single", type=int, help="jobs enqueued one at a time (default 2000; quick 300)")
     ap.add_argument("--io-jobs", type=int, help="I/O-bound jobs (default 2000; quick 300)")
-    ap.add_argument("--io-client", default="urllib", choices=["urllib", "requests"],
+    ap.add_argument("--io-client", default="keepalive", choices=["keepalive", "urllib", "requests"],
                     help="HTTP client of the I/O-bound processor (requests costs ~5x the CPU per GET)")
     ap.add_argument("--timeout", type=float, help="seconds a drain may take (default 120; quick 20)")
     ap.add_argument("--only", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")

@@ -57,7 +57,7 @@ class Jobctl:
 
     name = "jobctl"
 
-    def __init__(self, p: Params, processes: int = 2, http: str | None = None, http_client: str = "urllib") -> None:
+    def __init__(self, p: Params, processes: int = 2, http: str | None = None, http_client: str = "keepalive") -> None:
         from jobctl import config, keys
         from jobctl.runtime import Runtime
 

@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--config")
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--http", help="URL the I/O-bound processor fetches (jobctl only)")
-    ap.add_argument("--http-client", default="urllib", choices=["urllib", "requests"])
+    ap.add_argument("--http-client", default="keepalive", choices=["keepalive", "urllib", "requests"])
     args = ap.parse_args()
     if args.system == "rq":
         serve_rq(args.redis)

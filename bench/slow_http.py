@@ -3,58 +3,80 @@
     python -m bench.slow_http [--delay-ms 50] [--max-s 300]
 
 Listens on 127.0.0.1 at a random port, prints the port on the first line of stdout, and serves
-(one thread per request) until SIGTERM or --max-s seconds. It runs in its own process so its
+(asyncio, keep-alive) until SIGTERM or --max-s seconds. It runs in its own process so its
 threads never share a GIL with the bench's sampler.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import http.client
 import signal
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
-from typing import Any
 
-CLIENTS = ("urllib", "requests")
+CLIENTS = ("keepalive", "urllib", "requests")
 
 
-class Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a listen backlog that holds 50+ simultaneous connects."""
-
-    request_queue_size = 512
-    daemon_threads = True
-    delay_s = 0.05
-
-
-class SlowHandler(BaseHTTPRequestHandler):
-    """Sleep, then answer 200 with a tiny body."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        time.sleep(self.server.delay_s)  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *_args: Any) -> None:
-        """Silent: 1,000 requests a second would flood the log."""
+async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
+    """HTTP/1.1 with keep-alive: every request waits `delay_s`, then gets `200 ok`."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(delay_s)
+            close = b"connection: close" in head.lower()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + (b"Connection: close\r\n" if close else b"")
+                         + b"\r\nok")
+            await writer.drain()
+            if close:
+                break
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
 
 
-def fetcher(url: str, client: str = "urllib") -> Callable[[], None]:
-    """One GET of url: `urllib` (~0.4 ms of CPU a call on this machine) or `requests` (~2 ms)."""
+def fetcher(url: str, client: str = "keepalive") -> Callable[[], None]:
+    """One GET of url: `keepalive` (http.client, one persistent connection per thread, as a job with a
+    session has), `urllib` (a new connection a call) or `requests` (~2 ms of CPU a call here)."""
     if client == "requests":
         import requests
 
         return lambda: requests.get(url, timeout=10).raise_for_status()
+    if client == "keepalive":
+        return _keepalive(url)
 
     def get() -> None:
         with urllib.request.urlopen(url, timeout=10) as reply:
             reply.read()
+
+    return get
+
+
+def _keepalive(url: str) -> Callable[[], None]:
+    parts = urllib.parse.urlsplit(url)
+    local = threading.local()
+
+    def get() -> None:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+        try:
+            conn.request("GET", parts.path or "/")
+            reply = conn.getresponse()
+            reply.read()
+        except (OSError, http.client.HTTPException):
+            local.conn = None
+            conn.close()
+            raise
+        if reply.status != 200:
+            raise RuntimeError(f"HTTP {reply.status}")
 
     return get
 
@@ -68,23 +90,22 @@ def pool_rate(fetch: Callable[[], None], n: int, threads: int) -> float:
 
 
 def main() -> None:
-    """Serve until SIGTERM or --max-s."""
+    """Serve until SIGTERM or --max-s (asyncio: one thread holds every connection)."""
     ap = argparse.ArgumentParser(prog="python -m bench.slow_http")
     ap.add_argument("--delay-ms", type=float, default=50.0)
     ap.add_argument("--max-s", type=float, default=300.0)
     args = ap.parse_args()
-    server = Server(("127.0.0.1", 0), SlowHandler)
-    server.delay_s = args.delay_ms / 1000
-    print(server.server_address[1], flush=True)
+    asyncio.run(_main(args.delay_ms / 1000, args.max_s))
 
-    def stop(_sig: int = 0, _frame: FrameType | None = None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, stop)
-    timer = threading.Timer(args.max_s, stop)
-    timer.daemon = True
-    timer.start()
-    server.serve_forever(poll_interval=0.2)
+async def _main(delay_s: float, max_s: float) -> None:
+    server = await asyncio.start_server(lambda r, w: _serve_connection(r, w, delay_s), "127.0.0.1", 0, backlog=512)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max_s)
+    server.close()
 
 
 if __name__ == "__main__":

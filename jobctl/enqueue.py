@@ -64,17 +64,27 @@ def _check_job_id(job_id: str) -> str:
     return job_id
 
 
+def as_text(v: Any) -> str:
+    """A script's reply as str."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def _call(rt: Runtime, policy: QueuePolicy, job: str, payload: dict[str, Any], priority: int,
-          when: When, job_id: str, now: datetime, client: Any = None) -> Any:
+          when: When, job_id: str, now: datetime, fresh_id: bool) -> Any:
     level = policy.level(priority)
     mode, seconds, absolute = when.args()
     target = keys.scheduled(level) if mode == "schedule" else keys.queue_list(level)
     flat: list[Any] = []
     for k, v in job_fields(policy, job, payload, priority, now).items():
         flat += [k, v]
-    return rt.scripts.run(Enqueue(job=keys.job(job_id), target=target, marker=keys.marker(policy.name),
-                                  job_id=job_id, mode=mode, seconds=seconds, absolute=absolute,
-                                  queue_key=keys.queue_list(level), fields=flat), client=client)
+    call = Enqueue(job=keys.job(job_id), target=target, marker=keys.marker(policy.name), job_id=job_id, mode=mode,
+                   seconds=seconds, absolute=absolute, queue_key=keys.queue_list(level), fields=flat)
+    try:
+        return rt.scripts.run_direct(rt.redis, call)
+    except (redis.ConnectionError, redis.TimeoutError):  # a stale pooled connection: once more, redis-py's way
+        status = as_text(rt.scripts.run(call))
+        # a generated id cannot exist unless the lost attempt wrote it: then that attempt's answer holds
+        return ("scheduled" if mode == "schedule" else "queued") if fresh_id and status == "duplicate" else status
 
 
 def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int | None = None,
@@ -84,8 +94,8 @@ def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int
     clean = payloads.validate(job, payload)
     prio = _check_priority(priority, policy)
     jid = _check_job_id(job_id) if job_id is not None else new_id()
-    status = _call(rt, policy, job, clean, prio, when, jid, datetime.now(UTC))
-    return Enqueued(jid, queue, job, status.decode() if isinstance(status, bytes) else str(status))
+    status = _call(rt, policy, job, clean, prio, when, jid, datetime.now(UTC), fresh_id=job_id is None)
+    return Enqueued(jid, queue, job, as_text(status))
 
 
 def validate_many(job: str, items: Sequence[object]) -> list[dict[str, Any]]:

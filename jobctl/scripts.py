@@ -249,3 +249,30 @@ class Scripts:
         """Run one script call (on `client`, e.g. a pipeline, if given)."""
         keys_, argv = call.split()
         return self._by_name[call.SCRIPT](keys=keys_, args=argv, client=client)
+
+    def run_direct(self, client: redis.Redis, call: Call) -> Any:
+        """Run one call as a single EVALSHA written straight to a pooled connection, skipping redis-py's
+        generic command path (most of a single enqueue's cost); a script Redis does not know yet is
+        loaded by the ordinary path. Connection errors propagate: the caller decides about retrying."""
+        keys_, argv = call.split()
+        script = self._by_name[call.SCRIPT]
+        parts = [b"EVALSHA", script.sha.encode(), b"%d" % len(keys_), *(_bytes(v) for v in (*keys_, *argv))]
+        packed = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([packed])
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            return self.run(call)
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+
+def _bytes(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    return (v if isinstance(v, str) else repr(v) if isinstance(v, float) else str(v)).encode()
