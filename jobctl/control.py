@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,13 +89,23 @@ class WorkerView:
     pid: int
     queues: list[str]
     state: str
-    concurrency: int
+    concurrency: int  # slots, all queues together
     current_jobs: list[str] = field(default_factory=list)
     last_heartbeat: str | None = None
+    slots: dict[str, int] = field(default_factory=dict)  # queue -> slots
+    processes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for `--json`."""
         return asdict(self)
+
+
+def _slots(raw: str) -> dict[str, int]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int)} if isinstance(value, dict) else {}
 
 
 def list_workers(rt: Runtime) -> list[WorkerView]:
@@ -121,5 +132,6 @@ def list_workers(rt: Runtime) -> list[WorkerView]:
         out.append(WorkerView(name, info.get("host", "?"), int(info.get("pid", 0)),
                               info.get("queues", "").split(","), info.get("state", "?"),
                               int(info.get("concurrency", 0)), jobs,
-                              iso(datetime.fromtimestamp(float(hb), UTC)) if hb else None))
+                              iso(datetime.fromtimestamp(float(hb), UTC)) if hb else None,
+                              _slots(info.get("slots", "")), int(info.get("processes") or 0)))
     return out

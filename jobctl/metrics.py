@@ -21,6 +21,7 @@ sliding one-hour windows, so they are gauges (a Prometheus counter must never de
 | `jobctl_queue_avg_ms_1h` | gauge | `queue` | mean processing ms of last hour's completed jobs (absent when none) |
 | `jobctl_queue_oldest_waiting_seconds` | gauge | `queue` | age of the oldest waiting job (0 when none wait) |
 | `jobctl_queue_workers` | gauge | `queue` | runner processes of live worker pools serving the queue |
+| `jobctl_queue_slots` | gauge | `queue` | slots of live pools for the queue (its cap of running jobs there) |
 | `jobctl_queue_paused` | gauge | `queue` | 1 when paused |
 | `jobctl_queue_rate_limited` | gauge | `queue` | 1 while at its rate limit or throttled by an upstream 429 |
 | `jobctl_queue_dead_letters` | gauge | `queue` | open dead letters (absent when the store is unreadable) |
@@ -28,6 +29,7 @@ sliding one-hour windows, so they are gauges (a Prometheus counter must never de
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,6 +71,8 @@ class QueueStats:
     retried_1h: int = 0
     rate_limited: bool = False
     dead_letters_1h: int | None = None
+    slots: int = 0  # slots of live pools for this queue: the most of its jobs they run at once
+    global_concurrency: int | None = None  # the cap on its running jobs across every host
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for `--json`."""
@@ -117,17 +121,25 @@ def _age_s(stamp: bytes | None, now_s: float) -> float | None:
     return round(max(0.0, now_s - t), 1)
 
 
-def _live_workers(infos: Sequence[dict[bytes, bytes]]) -> dict[str, int]:
-    """Queue -> runners of live pools (a pool's hash expires when it stops heart-beating)."""
-    out: dict[str, int] = {}
+def _live_workers(infos: Sequence[dict[bytes, bytes]]) -> tuple[dict[str, int], dict[str, int]]:
+    """(queue -> runner processes, queue -> slots) of live pools (a pool's hash expires when it stops
+    heart-beating)."""
+    procs: dict[str, int] = {}
+    slots: dict[str, int] = {}
     for info in infos:
         if not info:
             continue
-        runners = max(1, _int(info.get(b"concurrency")))
-        for q in info.get(b"queues", b"").decode().split(","):
+        runners = max(1, _int(info.get(b"processes")))
+        try:
+            shares = json.loads(info.get(b"slots") or b"{}")
+        except ValueError:
+            shares = {}
+        for q in info.get(b"queues", b"").decode(errors="replace").split(","):
             if q:
-                out[q] = out.get(q, 0) + runners
-    return out
+                procs[q] = procs.get(q, 0) + runners
+                share = shares.get(q) if isinstance(shares, dict) else None
+                slots[q] = slots.get(q, 0) + (share if isinstance(share, int) else 0)
+    return procs, slots
 
 
 def dead_letter_counts(database_url: str, since: datetime) -> DeadLetterCounts:
@@ -230,7 +242,7 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     rq_infos = second[len(second) - len(scopes) - len(rq_worker_keys):len(second) - len(scopes)]
     at_limit = {queue for (_k, _w, limit, queue), n in zip(scopes, second[len(second) - len(scopes):], strict=True)
                 if int(n) >= limit}
-    workers = _live_workers(second[:len(pool_names)])
+    workers, slots = _live_workers(second[:len(pool_names)])
     j = len(pool_names)
     since = datetime.fromtimestamp(now_s - 3600, UTC)
     dl = dead_letter_counts(rt.settings.database_url, since) if dead_letters else None
@@ -250,6 +262,7 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
             failed_1h=int(totals["failed"]),
             avg_ms_1h=round(totals["ms"] / completed, 1) if completed else None,
             oldest_waiting_s=max(ages) if ages else None, workers=workers.get(p.name, 0),
+            slots=slots.get(p.name, 0), global_concurrency=p.global_concurrency or None,
             paused=p.name in paused, dead_letters=dl.open.get(p.name, 0) if usable and dl else None,
             retried_1h=int(totals["retried"]), rate_limited=throttled or p.name in at_limit,
             dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None))
@@ -292,6 +305,7 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("avg_ms_1h", "jobctl_queue_avg_ms_1h", "Mean processing time of last hour's completed jobs (ms)."),
     ("oldest_waiting_s", "jobctl_queue_oldest_waiting_seconds", "Age of the oldest waiting job."),
     ("workers", "jobctl_queue_workers", "Runner processes of live worker pools serving the queue."),
+    ("slots", "jobctl_queue_slots", "Slots of live worker pools for the queue (their cap of its running jobs)."),
     ("paused", "jobctl_queue_paused", "1 when the queue is paused."),
     ("rate_limited", "jobctl_queue_rate_limited", "1 while the queue is at its rate limit or throttled by a 429."),
     ("dead_letters", "jobctl_queue_dead_letters", "Open dead letters."),

@@ -46,7 +46,7 @@ def test_stats_named_queues_and_unknown_queue(cli_env: dict[str, str]) -> None:
 
 def test_stats_table_flags_rows(rt: Runtime, cli_env: dict[str, str]) -> None:
     enqueue(rt, "email", "send-email", EMAIL)
-    rt.redis.hset(keys.worker("p"), mapping={"queues": "push", "concurrency": 2})
+    rt.redis.hset(keys.worker("p"), mapping={"queues": "push", "concurrency": 5, "processes": 2})
     rt.redis.zadd(keys.workers(), {"p": 1})
     res = invoke(cli_env, "stats")
     assert res.exit_code == 0

@@ -73,7 +73,8 @@ def test_counts_levels_workers_paused_and_oldest(rt: Runtime) -> None:
     enqueue(rt, "email", "send-email", _email())
     enqueue(rt, "email", "send-email", _email(), priority=4)
     enqueue(rt, "email", "send-email", _email(), when=When(delay_s=300))
-    rt.redis.hset(keys.worker("pool-a"), mapping={"queues": "email,push", "concurrency": 4})
+    rt.redis.hset(keys.worker("pool-a"), mapping={"queues": "email,push", "concurrency": 30, "processes": 4,
+                                                  "slots": '{"email": 10, "push": 20}'})
     rt.redis.zadd(keys.workers(), {"pool-a": time.time(), "gone": time.time() - 999})
     control.set_paused(rt, ["push"], True)
     snap = metrics.snapshot(rt, ["email", "push"], now=time.time() + 100)
@@ -81,6 +82,7 @@ def test_counts_levels_workers_paused_and_oldest(rt: Runtime) -> None:
     assert (email.waiting, email.delayed, email.workers, email.paused) == (2, 1, 4, False)
     assert email.oldest_waiting_s is not None and 99 <= email.oldest_waiting_s <= 102
     assert (push.waiting, push.workers, push.paused) == (0, 4, True)
+    assert (email.slots, push.slots) == (10, 20)
     assert snap.scheduler_alive is False
 
 

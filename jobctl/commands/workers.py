@@ -18,7 +18,8 @@ def workers_cmd(ctx: typer.Context,
     if as_json:
         render.print_json([w.to_json() for w in pools])
         return
-    rows = [(w.name, w.host, w.pid, ",".join(w.queues), w.state, w.concurrency,
-             ", ".join(w.current_jobs) or "—", w.last_heartbeat) for w in pools]
-    render.stdout().print(render.table("Workers", ["name", "host", "pid", "queues", "state", "runners",
+    rows = [(w.name, w.host, w.pid, ", ".join(f"{q} {n}" for q, n in w.slots.items()) or ",".join(w.queues),
+             w.state, f"{w.concurrency} in {w.processes}", ", ".join(w.current_jobs) or "—", w.last_heartbeat)
+            for w in pools]
+    render.stdout().print(render.table("Workers", ["name", "host", "pid", "queue slots", "state", "slots",
                                                    "current jobs", "last heartbeat"], rows))
