@@ -364,6 +364,7 @@ class Runner:
     def work(self, burst: bool = False, max_jobs: int | None = None,
              claim: Callable[[int], int] | None = None, unclaim: Callable[[int], None] | None = None) -> int:
         """Take, run, finish until stopped (or, with `burst`, until nothing is left); returns jobs taken."""
+        self.services, self.processors  # noqa: B018 - built before the first take: a job starts at once
         slots = Slots(self.total_slots, self.run_in_slot, name=self.name)
         waker = _Waker(self.rt.redis, [keys.marker(q) for q in self.queues], self.inbox) if not burst else None
         done: list[Done] = []
