@@ -9,16 +9,20 @@ record; the Redis copy then expires after `REDIS_KEEP_S`.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -164,6 +168,21 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_READY_LOCK = threading.Lock()
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the tables; another process creating them at the same moment is retried, table by table."""
+    for attempt in range(5):
+        try:
+            db.init_db(engine)
+            return
+        except DBAPIError:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class DeadLetterStore:
     """The `dead_letters` and `dead_letter_audit` tables of one database."""
 
@@ -176,11 +195,10 @@ class DeadLetterStore:
         key = str(self.engine.url)
         with db.reachable(self.engine):
             if create and key not in _READY:
-                try:
-                    db.init_db(self.engine)
-                except DBAPIError:  # another process created the tables at the same moment
-                    db.init_db(self.engine)
-                _READY.add(key)
+                with _READY_LOCK:  # slots of one process dead-letter at once into a fresh database
+                    if key not in _READY:
+                        _create_tables(self.engine)
+                        _READY.add(key)
             with self.engine.begin() as conn:
                 yield conn
 
@@ -338,6 +356,7 @@ def reconcile(rt: Runtime, limit: int | None = None) -> int:
     """Record failed jobs in RQ's failed registries not yet in the store (at most about `limit`
     per call, so a worker's supervisor never stalls on a backlog); returns how many."""
     store = store_for(rt)
+    settle_requeued(rt, store)
     recorded = 0
     for policy in rt.settings.queues.policies:
         for _p, level in policy.levels():
@@ -345,6 +364,39 @@ def reconcile(rt: Runtime, limit: int | None = None) -> int:
                 return recorded
             recorded += _reconcile_level(rt, store, level, None if limit is None else limit - recorded)
     return recorded
+
+
+def settle_requeued(rt: Runtime, store: DeadLetterStore) -> None:
+    """Mark replayed the dead letters that RQ's tools put back on their queue (the job reran under its own
+    id), so `dlq replay` cannot run them a second time."""
+    while items := rt.redis.lpop(keys.requeued(), BATCH):
+        for item in items:
+            entry_id, _, job_id = _text(item).partition("|")
+            if entry_id.isdigit() and store.claim(int(entry_id), job_id):
+                store.audit("replay", [int(entry_id)], f"requeued with RQ's tools as job {job_id}")
+
+
+def _with_rq_reason(rt: Runtime, f: Failure, has_time: bool) -> Failure:
+    """A failure RQ made (`rq worker`, its registry cleanup): its reason and time from RQ's latest result."""
+    import base64
+    import dataclasses
+    import zlib
+
+    error, failed_at = f.error, f.failed_at
+    try:
+        latest: list[Any] = rt.redis.xrevrange(keys.rq_results(f.job_id), count=1) or []
+    except redis.ResponseError:
+        latest = []
+    if latest:
+        stream_id, fields = _text(latest[0][0]), latest[0][1] or {}
+        with contextlib.suppress(ValueError, zlib.error):
+            raw = base64.b64decode(fields.get(b"exc_string", b""), validate=True)
+            error = error or zlib.decompressobj().decompress(raw, 8000).decode(errors="replace").strip()
+        if not has_time:
+            failed_at = datetime.fromtimestamp(int(stream_id.split("-")[0]) / 1000, UTC)
+    return dataclasses.replace(f, error=error or "failed outside jobctl (RQ recorded no reason)",
+                               traceback=f.traceback or (error if "Traceback" in error else None),
+                               failed_at=failed_at)
 
 
 def _count_failed(rt: Runtime, queue: str, now_s: int) -> None:
@@ -378,6 +430,8 @@ def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: in
                 rt.redis.zrem(fk, job_id)
                 continue
             failure = failure_from_hash(rt, job_id, level, h)
+            if not h.get(b"jc_error"):  # failed outside jobctl: RQ keeps its reason in the result stream
+                failure = _with_rq_reason(rt, failure, has_time=bool(h.get(b"ended_at")))
             entry_id, new = store.record(failure)
             _mark(rt, level, job_id, entry_id)
             if new and not h.get(b"jc_error"):  # failed by a foreign worker (plain `rq worker`): count it too

@@ -21,6 +21,7 @@ a queue name to a prefix passed in from here (`keys.job("")` etc.), so every key
 | `rq:workers:{level}` | set | RQ's worker keys per queue |
 | `jobctl:marker:{queue}` | zset | wake-up marker: workers block on it when idle |
 | `jobctl:paused` | set | names of paused queues |
+| `jobctl:requeued` | list | "dead-letter id|job id" requeued by RQ's tools, until reconcile settles them |
 | `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
 | `jobctl:workers` | zset | worker pool names -> last heartbeat |
 | `jobctl:active:{runner}` | hash | a runner's running jobs: id -> "level|started (unix s)|timeout s|execution" |
@@ -114,6 +115,11 @@ def rq_suspended() -> str:
 def marker(queue: str) -> str:
     """Wake-up marker of one queue."""
     return f"{NS}:marker:{queue}"
+
+
+def requeued() -> str:
+    """Dead letters requeued by RQ's tools (`rq requeue`), waiting to be marked replayed."""
+    return f"{NS}:requeued"
 
 
 def paused() -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import redis
 
 from jobctl.control import cancel_job
-from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, store_for
+from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, settle_requeued, store_for
 from jobctl.enqueue import enqueue
 from jobctl.errors import JobctlError
 from jobctl.runtime import Runtime
@@ -41,7 +41,9 @@ def replay(rt: Runtime, flt: Filter, dry_run: bool = False) -> list[Outcome]:
     The replay job id is derived from the entry, so enqueueing first is idempotent: two replays
     running at once share one job, and a replay interrupted between the enqueue and the mark
     leaves the entry open with its job already queued (the next replay finds it a duplicate)
-    instead of marked `replayed` with no job."""
+    instead of marked `replayed` with no job. Entries RQ's tools requeued meanwhile are settled first."""
+    if not dry_run:
+        settle_requeued(rt, store_for(rt))
     todo, out = select_open(rt, flt)
     if dry_run:
         return [Outcome(e.id, e.queue, e.job, "would replay", replay_id(e.id)) for e in todo] + out

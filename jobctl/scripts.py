@@ -99,6 +99,7 @@ class Step(Call):
     failure_ttl_s: int
     results_prefix: str = keys.rq_results("")
     rq_worker_key: str = ""
+    requeued_key: str = keys.requeued()
 
     @staticmethod
     def finishes_json(items: Sequence[Sequence[Any]]) -> str:

@@ -19,6 +19,7 @@ from jobctl import config, control, keys
 from jobctl.enqueue import enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from tests.support.keytable import undocumented_keys
+from tests.support.rq_tools import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = {"eventId": "e", "eventType": "t", "eventData": {}, "attemptNumber": 0}
@@ -46,14 +47,6 @@ def pool(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Po
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
 
-
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, extra: Callable[[], Any] | None = None) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: {extra() if extra else ''}")
 
 
 def done(client: redis.Redis) -> list[str]:

@@ -29,6 +29,7 @@
 -- ARGV[21] failure_ttl_s: how long RQ's failed registry keeps a refused job (until the store has it)
 -- ARGV[22] results_prefix: prefix of RQ's result streams (rq:results:)
 -- ARGV[23] rq_worker_key: the pool's RQ worker hash, whose job counts RQ's tools show ('' = none)
+-- ARGV[24] requeued_key: list of "dead-letter id|job id" requeued by RQ's tools, settled by reconcile
 -- LIBS: lib_time, lib_rate
 -- Returns {{skipped...}, wait_us, flags, {taken...}, {refused...}}: skipped = ids of finishes not
 --   recorded (the job was cancelled, deleted or taken over meanwhile); taken =
@@ -188,6 +189,11 @@ if ARGV[20] ~= '' then
         if most and before >= most then  -- only an operator's requeue (rq requeue) queues a spent job:
           before = 0                     -- it runs again with a fresh set of attempts
           redis.call('PERSIST', jk)
+          local dlq = redis.call('HGET', jk, 'jc_dlq')
+          if dlq then  -- its dead letter is settled as replayed by this very job
+            redis.call('HDEL', jk, 'jc_dlq')
+            redis.call('RPUSH', ARGV[24], dlq .. '|' .. id)
+          end
         end
         local attempt = before + 1
         local exec = token .. '-' .. (#taken + 1)
