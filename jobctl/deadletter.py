@@ -329,7 +329,10 @@ def _mark(rt: Runtime, level: str, job_id: str, entry_id: int) -> None:
 
 def capture(rt: Runtime, event: JobEvent) -> int:
     """Record one dead-lettered job (from the worker hook); returns the entry id."""
-    h = rt.redis.hgetall(keys.job(event.job_id))
+    try:
+        h = rt.redis.hgetall(keys.job(event.job_id))
+    except redis.ResponseError:  # the key is not a hash (refused as such): the event says all there is
+        h = {}
     if h:
         level = _text(h.get(b"origin")) or event.queue
         f = failure_from_hash(rt, event.job_id, level, h, event.traceback)
@@ -337,7 +340,8 @@ def capture(rt: Runtime, event: JobEvent) -> int:
         level, f = event.queue, Failure(event.queue, event.job, event.job_id, event.payload, event.error or "",
                                         event.traceback, event.attempt, utcnow())
     entry_id, _new = store_for(rt).record(f)
-    _mark(rt, level, event.job_id, entry_id)
+    if h:  # never touch a key that is not a job hash (or no longer exists)
+        _mark(rt, level, event.job_id, entry_id)
     return entry_id
 
 

@@ -107,6 +107,14 @@ def _iso(value: str | None) -> str | None:
         return value
 
 
+def _count(value: str | None) -> int | None:
+    """A count from a job hash; None when absent or garbage (the hash may not be jobctl's)."""
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
 def view(job_id: str, h: dict[str, str], raw: dict[Any, Any] | None = None) -> JobView:
     """A JobView from a job hash (decoded to str; `raw`, the hash as Redis returned it, for the fields
     RQ may have compressed: `data` and `exc_info`)."""
@@ -124,10 +132,10 @@ def view(job_id: str, h: dict[str, str], raw: dict[Any, Any] | None = None) -> J
         queue=h.get("jc_queue") or h.get("origin", ""),
         job=h.get("jc_job") or name,
         status=h.get("status", "unknown"),
-        priority=int(h["jc_priority"]) if h.get("jc_priority") else None,
-        attempts=int(h.get("jc_attempt") or 0),
-        max_attempts=int(h.get("jc_max") or 1),
-        progress=int(progress) if progress else None,
+        priority=_count(h.get("jc_priority")),
+        attempts=_count(h.get("jc_attempt")) or 0,
+        max_attempts=_count(h.get("jc_max")) or 1,
+        progress=_count(progress),
         data=payload,
         enqueued_at=_iso(h.get("enqueued_at")),
         started_at=_iso(h.get("started_at")),

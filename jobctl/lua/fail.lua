@@ -42,15 +42,16 @@ if not score then
   return 0
 end
 local h = redis.pcall('HMGET', jk, 'worker_name', 'status')
+if not jc_is_hash_reply(h) then h = {false, false} end
 if ARGV[18] == '' then
   if tonumber(score) - tonumber(ARGV[19]) > now then return 0 end
-elseif type(h) ~= 'table' or h[1] ~= ARGV[18] then
+elseif h[1] ~= ARGV[18] then
   redis.call('HDEL', active, id)
   return 0
 end
 redis.call('ZREM', wp .. level, member)
 redis.call('HDEL', active, id)
-if type(h) ~= 'table' or h[2] == false or h[2] == 'canceled' then return 0 end  -- deleted or cancelled meanwhile
+if h[2] == false or h[2] == 'canceled' then return 0 end  -- deleted, replaced or cancelled meanwhile
 local attempt = jc_count(redis.call('HGET', jk, 'jc_attempt')) or 1
 if ARGV[15] == '0' then attempt = math.max(0, attempt - 1) end
 redis.call('HSET', jk, 'jc_rl', ARGV[22], 'jc_attempt', attempt)

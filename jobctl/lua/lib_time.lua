@@ -25,6 +25,11 @@ local function jc_iso(sec, usec)
                        math.floor((rem % 3600) / 60), rem % 60, usec)
 end
 
+-- a hash read with redis.pcall: false when the key held another type (pcall returns {err = ...} then)
+local function jc_is_hash_reply(v)
+  return type(v) == 'table' and v.err == nil
+end
+
 -- a count or limit found in a job hash: nil when absent, false when garbage
 local function jc_count(v)
   if v == false or v == nil or v == '' then return nil end

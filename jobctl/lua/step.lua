@@ -67,7 +67,7 @@ for _, f in ipairs(cjson.decode(ARGV[19])) do
   local jk, rk = jp .. id, ARGV[22] .. id
   redis.call('HDEL', active, id)  -- our own bookkeeping goes whatever became of the job
   local h = redis.pcall('HMGET', jk, 'worker_name', 'status', 'jc_exec')
-  if type(h) ~= 'table' then h = {false, false, false} end
+  if not jc_is_hash_reply(h) then h = {false, false, false} end
   if h[3] == exec or h[3] == false then redis.call('ZREM', wp .. level, id .. ':' .. exec) end
   if h[1] == worker and h[2] == 'started' and h[3] == exec then  -- not cancelled, deleted or retaken
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', now_iso, 'result', result)
@@ -158,7 +158,7 @@ if ARGV[20] ~= '' then
       end
       local jk = jp .. id
       local f = redis.pcall('HMGET', jk, 'status', 'data', 'jc_job', 'jc_max', 'jc_attempt', 'timeout', 'jc_rl')
-      if type(f) ~= 'table' then  -- not a hash at all: nothing to mark, only to report
+      if not jc_is_hash_reply(f) then  -- not a hash at all: nothing to mark, only to report
         redis.call('LPOP', qk)
         refused[#refused + 1] = {id, level, queue, 'job key is a ' .. redis.call('TYPE', jk).ok .. ', not a hash'}
       elseif f[1] == false then  -- an id without a job hash: leave a failed record the store picks up
