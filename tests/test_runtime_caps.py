@@ -20,20 +20,11 @@ from jobctl.context import JobContext
 from jobctl.enqueue import enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner, as_text
+from tests.support.jobs import hook, push
 from tests.support.rq_tools import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-HOOK = {"eventId": "e", "eventType": "t", "eventData": {}, "attemptNumber": 0}
-PUSH = {"userId": "u", "title": "t", "message": "m"}
 Start = Callable[..., subprocess.Popen[bytes]]
-
-
-def hook(**data: Any) -> dict[str, Any]:
-    return HOOK | {"eventData": data}
-
-
-def push(**data: Any) -> dict[str, Any]:
-    return PUSH | {"data": data}
 
 
 @pytest.fixture
