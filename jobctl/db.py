@@ -240,6 +240,16 @@ def _is_connect_error(exc: sa_exc.DBAPIError) -> bool:
 
 
 def init_db(engine: Engine) -> None:
-    """Create the application tables that do not exist yet (idempotent)."""
-    with reachable(engine):
-        metadata.create_all(engine, checkfirst=True)
+    """Create the application tables that do not exist yet (idempotent; another process creating
+    them at the same moment is waited out, table by table)."""
+    import time
+
+    for attempt in range(5):
+        try:
+            with reachable(engine):
+                metadata.create_all(engine, checkfirst=True)
+            return
+        except sa_exc.DBAPIError:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))

@@ -15,7 +15,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from jobctl import db, keys
 from jobctl.db import UtcDateTime, dead_letters, utcnow
@@ -171,18 +170,6 @@ def actor() -> str:
 _READY_LOCK = threading.Lock()
 
 
-def _create_tables(engine: Engine) -> None:
-    """Create the tables; another process creating them at the same moment is retried, table by table."""
-    for attempt in range(5):
-        try:
-            db.init_db(engine)
-            return
-        except DBAPIError:
-            if attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
 class DeadLetterStore:
     """The `dead_letters` and `dead_letter_audit` tables of one database."""
 
@@ -197,7 +184,7 @@ class DeadLetterStore:
             if create and key not in _READY:
                 with _READY_LOCK:  # slots of one process dead-letter at once into a fresh database
                     if key not in _READY:
-                        _create_tables(self.engine)
+                        db.init_db(self.engine)
                         _READY.add(key)
             with self.engine.begin() as conn:
                 yield conn
