@@ -1,7 +1,7 @@
 """The jobctl side: the same no-op drain as the peers, plus two jobctl-only measurements.
 
 - `Jobctl`: a Pool of 2 processes on `image-processing` (50 slots, no rate limit, from a
-  bench jobctl.toml); enqueue through `jobctl.enqueue.enqueue` / `enqueue_many`. Progress is
+  bench jobctl.toml); enqueue through `jobctl.producer.enqueue` / `enqueue_many`. Progress is
   LLEN of the queue list + ZCARD of the started registry (`rq:wip:`): jobctl takes a job from
   one to the other and finishes it out of the registry inside its Lua scripts, so their sum is
   exactly what is left.
@@ -74,7 +74,7 @@ class Jobctl:
 
     def enqueue_single(self, n: int) -> float:
         """`enqueue(rt, queue, job, payload)` n times."""
-        from jobctl.enqueue import enqueue
+        from jobctl.producer import enqueue
 
         self.rt.redis.ping()
         t = time.perf_counter()
@@ -84,7 +84,7 @@ class Jobctl:
 
     def enqueue_bulk(self, n: int) -> float:
         """`enqueue_many(rt, queue, job, payloads)` (it writes batches of 500 itself)."""
-        from jobctl.enqueue import enqueue_many
+        from jobctl.producer import enqueue_many
 
         t = time.perf_counter()
         enqueue_many(self.rt, QUEUE, JOB, [PAYLOAD] * n)

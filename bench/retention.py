@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobctl import config  # noqa: E402
-from jobctl.enqueue import enqueue_many  # noqa: E402
+from jobctl.producer import enqueue_many  # noqa: E402
 from jobctl.queues import Registry  # noqa: E402
 from jobctl.retention import trim_finished  # noqa: E402
 from jobctl.runtime import Runtime  # noqa: E402

@@ -21,9 +21,9 @@ from sqlalchemy import delete, insert
 from jobctl import db
 from jobctl.config import Settings
 from jobctl.control import show_job
-from jobctl.enqueue import Enqueued, enqueue
 from jobctl.plugins import default_hooks
 from jobctl.pool import Pool
+from jobctl.producer import Enqueued, enqueue
 from jobctl.runtime import Runtime
 from jobctl.services import Services
 

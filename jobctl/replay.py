@@ -11,8 +11,8 @@ import redis
 
 from jobctl.control import cancel_job
 from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, settle_requeued, store_for
-from jobctl.enqueue import enqueue
 from jobctl.errors import JobctlError
+from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 
 

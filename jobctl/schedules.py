@@ -2,7 +2,7 @@
 
 A schedule is a cron string (UTC) or an interval anchored on the Unix epoch, so every scheduler
 process computes the same due times from `now`. At a due time, whoever first wins `SET NX` on the
-schedule's once-scope enqueues the run through `jobctl.enqueue` with a deterministic job id (or
+schedule's once-scope enqueues the run through `jobctl.producer` with a deterministic job id (or
 runs its command in-process); the others skip. `jobctl cleanup` fires the same cleanup
 schedules for the UTC day, so cron on several hosts and the scheduler never double a cleanup.
 
@@ -28,8 +28,8 @@ from croniter import croniter
 
 from jobctl import keys
 from jobctl.durations import iso, parse_instant
-from jobctl.enqueue import enqueue
 from jobctl.errors import JobctlError, JobSignal, UsageError
+from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 
 log = logging.getLogger(__name__)

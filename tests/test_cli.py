@@ -154,8 +154,8 @@ def test_demo_runs_every_job_kind_to_completion(cli_env: dict[str, str], tmp_pat
 
 def test_bulk_enqueue_refused_midway_says_how_many_landed(rt: Any, tmp_path: Path) -> None:
     from jobctl import keys
-    from jobctl.enqueue import BATCH, enqueue_many
     from jobctl.errors import OperationFailed
+    from jobctl.producer import BATCH, enqueue_many
 
     rt.redis.set(keys.marker("push"), "not a sorted set")  # the second command of every batch now fails
     payload = {"userId": "u", "title": "t", "message": "m"}

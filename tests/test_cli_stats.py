@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from jobctl import keys
 from jobctl.cli import app
-from jobctl.enqueue import enqueue
+from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 
 EMAIL = {"to": "a@example.com", "subject": "Hi", "template": "welcome", "data": {"name": "A"}, "lang": "en"}

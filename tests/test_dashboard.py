@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jobctl.enqueue import enqueue
+from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]

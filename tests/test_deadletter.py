@@ -15,9 +15,9 @@ from jobctl import config, control, keys
 from jobctl import deadletter as dl
 from jobctl import replay as rp
 from jobctl.config import Settings
-from jobctl.enqueue import enqueue
 from jobctl.errors import NotFound, PermanentFailure
 from jobctl.hooks import Hooks, JobEvent
+from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner
 

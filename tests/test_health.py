@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from jobctl import control, health, keys, metrics
-from jobctl.enqueue import When, enqueue
+from jobctl.producer import When, enqueue
 from jobctl.runtime import Runtime
 
 EMAIL = {"to": "a@example.com", "subject": "Hi", "template": "welcome", "data": {"name": "A"}, "lang": "en"}

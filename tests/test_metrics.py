@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobctl import config, control, db, keys, metrics
 from jobctl.config import Settings
 from jobctl.context import JobContext
-from jobctl.enqueue import When, enqueue
 from jobctl.errors import PermanentFailure
 from jobctl.jobs import job_fields, new_id
+from jobctl.producer import When, enqueue
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner
 

@@ -16,7 +16,7 @@ import redis
 from rq import Worker as RqWorker
 
 from jobctl import config, control, keys
-from jobctl.enqueue import enqueue, enqueue_many
+from jobctl.producer import enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from tests.support.keytable import undocumented_keys
 from tests.support.rq_tools import wait_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from jobctl import keys
-from jobctl.enqueue import enqueue_many
+from jobctl.producer import enqueue_many
 from jobctl.queues import Registry
 from jobctl.retention import trim_finished
 from jobctl.runtime import Runtime
@@ -42,7 +42,7 @@ def test_trim_drops_entries_past_their_age(rt: Runtime) -> None:
 
 
 def test_trim_never_deletes_a_new_job_that_reuses_an_old_id(rt: Runtime) -> None:
-    from jobctl.enqueue import enqueue
+    from jobctl.producer import enqueue
 
     e = enqueue(rt, "webhook-retry", "retry-webhook", HOOK, job_id="evt-42")
     Runner(rt, ["webhook-retry"], processors={"retry-webhook": lambda p, c: None}, services=object()).work(burst=True)

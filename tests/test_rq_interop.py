@@ -32,8 +32,8 @@ from rq.serializers import JSONSerializer
 from jobctl import health, keys
 from jobctl.control import show_job
 from jobctl.deadletter import Entry, Filter, reconcile, store_for
-from jobctl.enqueue import enqueue
 from jobctl.metrics import QueueStats, snapshot
+from jobctl.producer import enqueue
 from jobctl.replay import replay
 from jobctl.runtime import Runtime
 from jobctl.worker import as_text

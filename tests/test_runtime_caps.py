@@ -17,7 +17,7 @@ import redis
 
 from jobctl import config, keys
 from jobctl.context import JobContext
-from jobctl.enqueue import enqueue, enqueue_many
+from jobctl.producer import enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner, as_text
 from tests.support.jobs import hook, push

@@ -28,8 +28,8 @@ from rq.serializers import JSONSerializer
 from jobctl import config, control, keys, scripts
 from jobctl import deadletter as dl
 from jobctl.context import JobContext
-from jobctl.enqueue import enqueue
 from jobctl.hooks import JobEvent
+from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 from jobctl.slots import KILL_GRACE_S
 from jobctl.worker import Done, Runner, as_text

@@ -16,9 +16,9 @@ from rq.serializers import JSONSerializer
 from jobctl import config, control, keys
 from jobctl.context import JobContext
 from jobctl.delayed import promote
-from jobctl.enqueue import When, enqueue, enqueue_many
 from jobctl.errors import NotFound, OperationFailed, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
+from jobctl.producer import When, enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner
 from tests.support.keytable import undocumented_keys

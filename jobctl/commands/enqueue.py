@@ -12,8 +12,8 @@ from rich.progress import Progress
 
 from jobctl import render
 from jobctl.durations import parse_duration, parse_instant
-from jobctl.enqueue import When, enqueue, enqueue_many
 from jobctl.errors import UsageError
+from jobctl.producer import When, enqueue, enqueue_many
 from jobctl.runtime import Runtime
 
 
