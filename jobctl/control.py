@@ -100,7 +100,8 @@ class WorkerView:
         return asdict(self)
 
 
-def _slots(raw: str) -> dict[str, int]:
+def pool_slots(raw: str | bytes | None) -> dict[str, int]:
+    """A pool's `slots` field (queue -> slots, JSON); {} when absent or unreadable."""
     try:
         value = json.loads(raw or "{}")
     except ValueError:
@@ -133,5 +134,5 @@ def list_workers(rt: Runtime) -> list[WorkerView]:
                               info.get("queues", "").split(","), info.get("state", "?"),
                               int(info.get("concurrency", 0)), jobs,
                               iso(datetime.fromtimestamp(float(hb), UTC)) if hb else None,
-                              _slots(info.get("slots", "")), int(info.get("processes") or 0)))
+                              pool_slots(info.get("slots")), int(info.get("processes") or 0)))
     return out

@@ -67,7 +67,9 @@ def decode(raw: bytes | str | None) -> Decoded | Refused:
 
 def encode(name: str, payload: dict[str, Any]) -> str:
     """jobctl's `data` text, exactly as `jobs.encode_data`; ValueError for a job that `decode` would refuse."""
-    text = json.dumps([name, None, [payload], {}], separators=(",", ":"))
+    from jobctl.jobs import encode_data
+
+    text = encode_data(name, payload)
     if isinstance(result := decode(text), Refused):
         raise ValueError(result.reason)
     return text

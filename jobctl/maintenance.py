@@ -108,12 +108,12 @@ def reclaim(pool: Pool, now: float) -> None:
     for level_raw, member_raw in zip(res[::2], res[1::2], strict=True):
         level, member = as_text(level_raw), as_text(member_raw)
         job_id, _, execution = member.partition(":")
-        loaded = pool.recovery.load(job_id, level, execution)
+        loaded = pool.recovery.load(job_id, level)  # its execution as the job hash records it
         if loaded is None:
             pool.rt.redis.zrem(keys.wip(level), member)  # the job itself is gone
             continue
         taken, owner = loaded
-        if not execution or pool.rt.redis.hget(keys.job(job_id), "jc_exec") != execution.encode():
+        if not execution or taken.execution != execution:
             continue  # a foreign worker's entry (plain RQ): RQ's own cleanup handles it
         lost = WorkerDied(f"worker {owner or '?'} stopped heart-beating while running the job")
         decision = pool.recovery.fail(taken, lost, None, owner=owner or pool.name, expired_only=True)

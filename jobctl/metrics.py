@@ -29,7 +29,6 @@ sliding one-hour windows, so they are gauges (a Prometheus counter must never de
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 from jobctl import keys, ratelimit
+from jobctl.control import pool_slots
 from jobctl.durations import iso
 from jobctl.jobs import RQ_TIME
 from jobctl.queues import QueuePolicy
@@ -130,15 +130,11 @@ def _live_workers(infos: Sequence[dict[bytes, bytes]]) -> tuple[dict[str, int], 
         if not info:
             continue
         runners = max(1, _int(info.get(b"processes")))
-        try:
-            shares = json.loads(info.get(b"slots") or b"{}")
-        except ValueError:
-            shares = {}
+        shares = pool_slots(info.get(b"slots"))
         for q in info.get(b"queues", b"").decode(errors="replace").split(","):
             if q:
                 procs[q] = procs.get(q, 0) + runners
-                share = shares.get(q) if isinstance(shares, dict) else None
-                slots[q] = slots.get(q, 0) + (share if isinstance(share, int) else 0)
+                slots[q] = slots.get(q, 0) + shares.get(q, 0)
     return procs, slots
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import queue
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -484,8 +485,6 @@ class _Waker:
     """Blocks on the queues' wake-up markers while the dispatcher is idle with free slots, and wakes it."""
 
     def __init__(self, client: redis.Redis, markers: list[str], inbox: queue.SimpleQueue[Outcome | None]) -> None:
-        import threading
-
         self.client, self.markers, self.inbox = client, markers, inbox
         self.armed = threading.Event()
         self.stopped = False

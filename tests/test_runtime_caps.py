@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from jobctl.context import JobContext
 from jobctl.producer import enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner, as_text
-from tests.support.jobs import hook, push
+from tests.support.jobs import Pools, hook, push
 from tests.support.rq_tools import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,20 +29,13 @@ Start = Callable[..., subprocess.Popen[bytes]]
 @pytest.fixture
 def pool(redis_url: str, tmp_path: Path) -> Iterator[Start]:
     """Starts harness pools (`--track`ed) in their own process groups; kills what is left at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
+    pools = Pools(redis_url, tmp_path)
 
     def start(queues: str, processes: int, *extra: str, toml: Path | None = None) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "tests.support.pool_harness", redis_url, queues, str(processes), "--track",
-               *(["--config", str(toml)] if toml else []), *extra]
-        err = (tmp_path / f"pool{len(procs)}.err").open("wb")
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, stderr=err, start_new_session=True))
-        return procs[-1]
+        return pools.start(queues, processes, "--track", *(["--config", str(toml)] if toml else []), *extra)
 
     yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    pools.kill_all()
 
 
 def lines(client: redis.Redis, key: str) -> list[str]:

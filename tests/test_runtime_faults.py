@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +30,7 @@ from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 from jobctl.slots import KILL_GRACE_S
 from jobctl.worker import Done, Runner, as_text
-from tests.support.jobs import hook, push
+from tests.support.jobs import Pools, hook, push
 from tests.support.rq_tools import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,20 +46,13 @@ def runtime_with(rt: Runtime, toml: Path, body: str) -> Runtime:
 @pytest.fixture
 def pool(redis_url: str, tmp_path: Path) -> Iterator[Start]:
     """Starts harness pools in their own process groups, stderr to a file; kills what is left at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
+    pools = Pools(redis_url, tmp_path)
 
     def start(queues: str, processes: int, *extra: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "tests.support.pool_harness", redis_url, queues, str(processes),
-               "--config", str(tmp_path / "jobctl.toml"), *extra]
-        err = (tmp_path / "pool.err").open("wb")
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, stderr=err, start_new_session=True))
-        return procs[-1]
+        return pools.start(queues, processes, "--config", str(tmp_path / "jobctl.toml"), *extra)
 
     yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    pools.kill_all()
 
 
 def lines(client: redis.Redis, key: str) -> list[str]:
@@ -200,7 +190,7 @@ def test_poison_jobs_never_run_and_fail_with_a_reason(rt: Runtime, pool: Start, 
     poison = plant_poison(rt, marker)
     p = pool("webhook-retry", 2, "--burst")
     assert p.wait(timeout=30) == 0
-    _check_poison_handled(rt, poison, marker, (tmp_path / "pool.err").read_bytes())
+    _check_poison_handled(rt, poison, marker, (tmp_path / "pool0.err").read_bytes())
     assert rt.redis.get(keys.job(poison.wrong_type)) == b"a string"  # not ours to overwrite
     for jid in poison.valid:
         assert control.show_job(rt, jid).status == "finished"
@@ -214,7 +204,7 @@ def test_poison_jobs_are_dead_lettered_by_the_default_hooks(rt: Runtime, pool: S
     poison = plant_poison(rt, marker, wrong_type=False)
     p = pool("webhook-retry", 2, "--burst", "--hooks")
     assert p.wait(timeout=30) == 0
-    _check_poison_handled(rt, poison, marker, (tmp_path / "pool.err").read_bytes())
+    _check_poison_handled(rt, poison, marker, (tmp_path / "pool0.err").read_bytes())
     entries = dl.store_for(rt).entries(dl.Filter())
     assert sorted(e.job_id for e in entries) == sorted(poison.reasons)  # one each, none for the valid jobs
     for e in entries:
