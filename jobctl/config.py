@@ -29,8 +29,13 @@ _ENV: dict[str, tuple[str, str | None]] = {
     "webhook_target_url": ("JOBCTL_WEBHOOK_TARGET_URL", None),
     "webhook_secret": ("JOBCTL_WEBHOOK_SECRET", None),
     "alert_webhook_url": ("JOBCTL_ALERT_WEBHOOK_URL", None),
+    "dashboard_token": ("JOBCTL_DASHBOARD_TOKEN", None),  # a token or a user + password enables actions
+    "dashboard_user": ("JOBCTL_DASHBOARD_USER", None),
+    "dashboard_password": ("JOBCTL_DASHBOARD_PASSWORD", None),
+    "dashboard_mask": ("JOBCTL_DASHBOARD_MASK", "secrets"),  # payload fields to mask: secrets, personal, none
+    "dashboard_hosts": ("JOBCTL_DASHBOARD_HOSTS", None),  # Host names it answers besides loopback (comma list)
 }
-SECRET_FIELDS = ("onesignal_api_key", "webhook_secret", "alert_webhook_url")
+SECRET_FIELDS = ("onesignal_api_key", "webhook_secret", "alert_webhook_url", "dashboard_token", "dashboard_password")
 # whole seconds: setting name -> (environment variable, lowest allowed)
 _SECONDS = {"alert_cooldown_s": ("JOBCTL_ALERT_COOLDOWN_S", 1), "heartbeat_ttl_s": ("JOBCTL_HEARTBEAT_TTL_S", 3)}
 
@@ -52,6 +57,11 @@ class Settings:
     webhook_target_url: str | None = None
     webhook_secret: str | None = None
     alert_webhook_url: str | None = None
+    dashboard_token: str | None = None
+    dashboard_user: str | None = None
+    dashboard_password: str | None = None
+    dashboard_mask: str = "secrets"
+    dashboard_hosts: str | None = None
     templates_dir: Path | None = None
     retention_days: Mapping[str, float] = field(
         default_factory=lambda: {"audit-logs": 365, "notifications": 90, "temp-files": 1}
