@@ -10,6 +10,7 @@ record; the Redis copy then expires after `REDIS_KEEP_S`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import getpass
 import json
 import logging
@@ -158,8 +159,23 @@ def _entry(row: Any) -> Entry:
                  m["status"], m["replayed_at"], m["replay_job_id"], m["traceback"], m["first_failed_at"])
 
 
+_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("jobctl_actor", default=None)
+
+
+@contextmanager
+def acting_as(who: str) -> Iterator[None]:
+    """Audit records written inside this block name `who` (the dashboard's signed-in user) as the actor."""
+    token = _ACTOR.set(who)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
 def actor() -> str:
-    """Who runs this command: `user@host`."""
+    """Who runs this command: the user set by `acting_as`, else `user@host`."""
+    if who := _ACTOR.get():
+        return who
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
