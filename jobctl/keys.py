@@ -22,18 +22,25 @@ a queue name to a prefix passed in from here (`keys.job("")` etc.), so every key
 | `jobctl:marker:{queue}` | zset | wake-up marker: workers block on it when idle |
 | `jobctl:paused` | set | names of paused queues |
 | `jobctl:requeued` | list | "dead-letter id|job id" requeued by RQ's tools, until reconcile settles them |
+| `jobctl:unrecorded` | list | JSON failures with no job hash the dead-letter hook could not write (database down), until reconcile records them |
 | `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
 | `jobctl:workers` | zset | worker pool names -> last heartbeat |
 | `jobctl:active:{runner}` | hash | a runner's running jobs: id -> "level|started (unix s)|timeout s|execution" |
 | `jobctl:step:{runner}` | string | a runner's last step token and what it did (replayed when its reply was lost) |
 | `rq:suspended` | string | RQ's suspension flag (`rq suspend`): jobctl's pools take no jobs while it is set |
-| `jobctl:metrics:{queue}:{minute}` | hash | per-minute counters (completed, failed, retried, ms), expire |
+| `jobctl:metrics:{queue}:{minute}` | hash | per-minute counters (completed, failed, retried, ms, `d{i}`), expire |
+| `jobctl:durations:{queue}` | hash | cumulative durations: `{job}|d{i}` counts, `{job}|ms` sums; 30-day expiry |
 | `jobctl:rate:{scope}` | zset | sliding-log rate limiter of one scope |
 | `jobctl:throttle:{queue}` | string | queue throttled until expiry (HTTP 429 Retry-After) |
 | `jobctl:once:{scope}` | string | at-most-once guard (cleanup per day, schedules per run) |
 | `jobctl:schedules` | hash | recurring schedules: name -> JSON definition (cron or interval, target) |
 | `jobctl:alert:{name}` | string | alert cool-down state |
 | `jobctl:scheduler:heartbeat` | string | the delayed-job mover ran recently |
+
+Duration bucket `d{i}` counts completed jobs that took (2^(i-1), 2^i] ms (`d0`: at most 1 ms; the last,
+`d{scripts.DURATION_BUCKETS}`, anything longer), written by `step.lua` alongside `completed`. The per-minute
+buckets give `stats` its percentiles; `jobctl:durations:{queue}` only ever grows (each write renews its
+30-day expiry) and backs the Prometheus histogram.
 """
 
 from __future__ import annotations
@@ -122,6 +129,11 @@ def requeued() -> str:
     return f"{NS}:requeued"
 
 
+def unrecorded() -> str:
+    """Failures without a job hash (refused keys) waiting for the dead-letter store to come back."""
+    return f"{NS}:unrecorded"
+
+
 def paused() -> str:
     """Set of paused queue names."""
     return f"{NS}:paused"
@@ -148,6 +160,11 @@ METRICS_PREFIX = f"{NS}:metrics:"
 def metrics(queue: str, minute: int) -> str:
     """Per-minute counters of one queue (the Lua scripts build the same from METRICS_PREFIX)."""
     return f"{METRICS_PREFIX}{queue}:{minute}"
+
+
+def durations(queue: str) -> str:
+    """Cumulative duration buckets of one queue's completed jobs, per job name (Prometheus histogram)."""
+    return f"{NS}:durations:{queue}"
 
 
 def rate(scope: str) -> str:

@@ -22,6 +22,9 @@ import redis
 
 from jobctl import keys
 
+DURATION_BUCKETS = 24  # finite bounds of the duration histograms: 2^0 .. 2^23 ms (1 ms .. ~2.3 h), then +Inf
+DURATIONS_TTL_S = 30 * 86400  # a histogram nobody wrote to for 30 days goes (Prometheus sees a counter reset)
+
 _ARG = re.compile(r"^-- (KEYS|ARGV)\[(\d+)(\.\.)?\] (\w+):", re.M)
 _LIBS = re.compile(r"^-- LIBS: (.+)$", re.M)
 
@@ -100,10 +103,14 @@ class Step(Call):
     results_prefix: str = keys.rq_results("")
     rq_worker_key: str = ""
     requeued_key: str = keys.requeued()
+    durations_prefix: str = keys.durations("")
+    durations_ttl_s: int = DURATIONS_TTL_S
+    duration_buckets: int = DURATION_BUCKETS
 
     @staticmethod
     def finishes_json(items: Sequence[Sequence[Any]]) -> str:
-        """[[id, execution, level, queue, result, duration_ms, keep_s, keep_count, return_value], ...] as JSON."""
+        """[[id, execution, level, queue, result, duration_ms, keep_s, keep_count, return_value, job], ...] as
+        JSON."""
         return _js(list(items))
 
     @staticmethod

@@ -2,7 +2,8 @@
 -- KEYS: none. The jobs taken are only known inside the script, so their keys are built here from
 --   the prefixes below (this script cannot run on Redis Cluster). Keys touched: job hashes, queue
 --   lists, started (wip), finished and failed registries, the runner's active hash and step record,
---   the paused set, RQ's suspension flag, per-minute metrics, wake-up markers, limiter logs, throttles.
+--   the paused set, RQ's suspension flag, per-minute metrics, duration histograms, wake-up markers,
+--   limiter logs, throttles.
 -- ARGV[1] job_prefix: prefix of job hashes (rq:job:)
 -- ARGV[2] queue_prefix: prefix of queue lists (rq:queue:)
 -- ARGV[3] wip_prefix: prefix of started registries (rq:wip:)
@@ -22,7 +23,7 @@
 -- ARGV[17] rq_margin_s: added to the started-registry score, so RQ's cleanup only sees long-dead leases
 -- ARGV[18] metrics_ttl_s: expiry of per-minute counters
 -- ARGV[19] finishes: JSON [[id, execution, level, queue, result, duration_ms, keep_s, keep_count,
---   return_value (base64 of the result's JSON, for RQ's result stream)], ...]
+--   return_value (base64 of the result's JSON, for RQ's result stream), job name], ...]
 -- ARGV[20] takes: JSON {"n": most jobs to take, "q": {queue: [free slots, global cap, rate limit,
 --   window_us, scope, [every level of the queue]]}, "levels": [[queue, level], ...] best first};
 --   "" = take nothing
@@ -30,6 +31,11 @@
 -- ARGV[22] results_prefix: prefix of RQ's result streams (rq:results:)
 -- ARGV[23] rq_worker_key: the pool's RQ worker hash, whose job counts RQ's tools show ('' = none)
 -- ARGV[24] requeued_key: list of "dead-letter id|job id" requeued by RQ's tools, settled by reconcile
+-- ARGV[25] durations_prefix: prefix of the never-resetting duration histograms (jobctl:durations:)
+-- ARGV[26] durations_ttl_s: expiry of a histogram after its last write
+-- ARGV[27] duration_buckets: n, the finite bucket bounds 2^0..2^(n-1) ms; bucket i counts durations in
+--   (2^(i-1), 2^i] ms (bucket 0: <= 1 ms), bucket n the rest (+Inf); fields d{i} of the per-minute
+--   counters and {job}|d{i} (with {job}|ms, the sum) of the histogram
 -- LIBS: lib_time, lib_rate
 -- Returns {{skipped...}, wait_us, flags, {taken...}, {refused...}}: skipped = ids of finishes not
 --   recorded (the job was cancelled, deleted or taken over meanwhile); taken =
@@ -61,7 +67,14 @@ local minute = math.floor(now / 60)
 
 -- finish ------------------------------------------------------------------------------------
 local skipped = {}
-local per_queue, fin_levels = {}, {}
+local per_queue, fin_levels, per_job = {}, {}, {}
+local nb = tonumber(ARGV[27])
+local function bucket(ms)  -- exact at the bounds: frexp splits ms into m * 2^e, 0.5 <= m < 1
+  if ms <= 1 then return 0 end
+  local m, e = math.frexp(ms)
+  if m == 0.5 then e = e - 1 end
+  return math.min(e, nb)
+end
 for _, f in ipairs(cjson.decode(ARGV[19])) do
   local id, exec, level, queue, result, ms, keep_s, keep_n = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
   local jk, rk = jp .. id, ARGV[22] .. id
@@ -81,9 +94,18 @@ for _, f in ipairs(cjson.decode(ARGV[19])) do
     else
       redis.call('DEL', jk, rk)
     end
-    local q = per_queue[queue] or {0, 0}
+    local b = bucket(ms)
+    local q = per_queue[queue] or {0, 0, {}}
     q[1], q[2] = q[1] + 1, q[2] + ms
+    q[3][b] = (q[3][b] or 0) + 1
     per_queue[queue] = q
+    local jobs = per_job[queue] or {}
+    local name = f[10] or '?'
+    local j = jobs[name] or {0, {}}
+    j[1] = j[1] + ms
+    j[2][b] = (j[2][b] or 0) + 1
+    jobs[name] = j
+    per_job[queue] = jobs
   else
     skipped[#skipped + 1] = id
   end
@@ -94,7 +116,14 @@ for queue, q in pairs(per_queue) do
   local mk = mp .. queue .. ':' .. minute
   redis.call('HINCRBY', mk, 'completed', q[1])
   redis.call('HINCRBYFLOAT', mk, 'ms', q[2])
+  for b, n in pairs(q[3]) do redis.call('HINCRBY', mk, 'd' .. b, n) end
   redis.call('EXPIRE', mk, mttl)
+  local dk = ARGV[25] .. queue
+  for name, j in pairs(per_job[queue]) do
+    redis.call('HINCRBYFLOAT', dk, name .. '|ms', j[1])
+    for b, n in pairs(j[2]) do redis.call('HINCRBY', dk, name .. '|d' .. b, n) end
+  end
+  redis.call('EXPIRE', dk, tonumber(ARGV[26]))
 end
 if total_n > 0 and ARGV[23] ~= '' and redis.call('EXISTS', ARGV[23]) == 1 then
   redis.call('HINCRBY', ARGV[23], 'successful_job_count', total_n)
