@@ -136,3 +136,135 @@ def list_workers(rt: Runtime) -> list[WorkerView]:
                               iso(datetime.fromtimestamp(float(hb), UTC)) if hb else None,
                               pool_slots(info.get("slots")), int(info.get("processes") or 0)))
     return out
+
+
+# -- reads for the web dashboard: index-range reads only, so a page costs the same at 1,000,000 jobs ---------
+
+JOB_STATES = ("waiting", "active", "delayed", "completed", "failed", "canceled")
+_ROW_FIELDS = ("status", "jc_job", "description", "jc_attempt", "jc_max", "enqueued_at", "ended_at", "jc_error")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job of a page: id, priority level and the hash fields a list shows (None when the hash is gone)."""
+
+    id: str
+    level: str
+    status: str | None
+    job: str | None
+    attempts: int | None
+    max_attempts: int | None
+    enqueued_at: str | None
+    ended_at: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A slice of a queue's jobs in one state, levels in priority order (each in its own order)."""
+
+    queue: str
+    state: str
+    total: int
+    offset: int
+    rows: list[JobRow]
+
+
+def _state_key(state: str, level: str) -> str:
+    return {"waiting": keys.queue_list, "active": keys.wip, "delayed": keys.scheduled, "completed": keys.finished,
+            "failed": keys.failed, "canceled": keys.canceled}[state](level)
+
+
+def _slices(sizes: list[int], offset: int, limit: int) -> list[tuple[int, int, int]]:
+    """(level index, start, stop inclusive) ranges covering [offset, offset + limit) of the concatenated levels."""
+    out = []
+    for i, n in enumerate(sizes):
+        if limit <= 0:
+            break
+        if offset >= n:
+            offset -= n
+            continue
+        stop = min(n, offset + limit) - 1
+        out.append((i, offset, stop))
+        limit -= stop - offset + 1
+        offset = 0
+    return out
+
+
+def list_jobs(rt: Runtime, queue: str, state: str, offset: int = 0, limit: int = 50) -> JobPage:
+    """A page of a queue's jobs in one state: LLEN/ZCARD per level, then LRANGE/ZRANGE of the page only, then
+    HMGET of its rows (three round trips whatever the queue holds). Waiting jobs come in taking order, delayed
+    ones soonest first, the registries of ended jobs newest first."""
+    if state not in JOB_STATES:
+        from jobctl.errors import UsageError
+
+        raise UsageError(f"unknown state {state!r}; known: {', '.join(JOB_STATES)}")
+    levels = [level for _p, level in rt.settings.queues.get(queue).levels()]
+    r = rt.redis
+    with r.pipeline(transaction=False) as pipe:
+        for level in levels:
+            (pipe.llen if state == "waiting" else pipe.zcard)(_state_key(state, level))
+        sizes = [int(n) for n in pipe.execute()]
+    ranges = _slices(sizes, max(0, offset), max(0, limit))
+    with r.pipeline(transaction=False) as pipe:
+        for i, start, stop in ranges:
+            key = _state_key(state, levels[i])
+            if state == "waiting":
+                pipe.lrange(key, start, stop)
+            elif state in ("active", "delayed"):
+                pipe.zrange(key, start, stop)
+            else:
+                pipe.zrevrange(key, start, stop)
+        found = [(levels[i], _s(m).split(":")[0]) for (i, _a, _b), ms in zip(ranges, pipe.execute(), strict=True)
+                 for m in ms]
+    with r.pipeline(transaction=False) as pipe:
+        for _level, jid in found:
+            pipe.hmget(keys.job(jid), list(_ROW_FIELDS))
+        hashes = pipe.execute() if found else []
+    rows = []
+    for (level, jid), values in zip(found, hashes, strict=True):
+        v = dict(zip(_ROW_FIELDS, (_s(x) if x is not None else None for x in values), strict=True))
+        rows.append(JobRow(jid, level, v["status"], v["jc_job"] or v["description"], _num(v["jc_attempt"]),
+                           _num(v["jc_max"]), v["enqueued_at"], v["ended_at"], (v["jc_error"] or "")[:200] or None))
+    return JobPage(queue, state, sum(sizes), max(0, offset), rows)
+
+
+def _num(v: str | None) -> int | None:
+    try:
+        return int(v) if v else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """`show_job` plus what a job page shows besides: its level, traceback and dead-letter entry."""
+
+    view: JobView
+    level: str | None
+    traceback: str | None
+    dead_letter_id: int | None
+    created_at: str | None
+
+
+def job_detail(rt: Runtime, job_id: str) -> JobDetail:
+    """A job's view with its traceback and dead-letter id (one HGETALL), or NotFound (exit 3)."""
+    h = rt.redis.hgetall(keys.job(job_id))
+    if not h:
+        raise NotFound(f"no job {job_id!r} (finished jobs are kept 1 hour)")
+    d = _dec(h)
+    return JobDetail(view(job_id, d, h), d.get("origin") or None, d.get("jc_traceback") or None,
+                     _num(d.get("jc_dlq")), d.get("created_at") or None)
+
+
+def throughput(rt: Runtime, queues: list[str], now_s: float, minutes: int = 60) -> dict[str, list[tuple[int, int]]]:
+    """Per queue, (completed, failed) per minute for the `minutes` ending at `now_s`, oldest first: the same
+    per-minute counters `metrics.snapshot` sums (one pipelined HMGET per queue and minute)."""
+    last = int(now_s // 60)
+    span = range(last - minutes + 1, last + 1)
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for q in queues:
+            for m in span:
+                pipe.hmget(keys.metrics(q, m), ["completed", "failed"])
+        values = iter(pipe.execute())
+    return {q: [(int(float(c or 0)), int(float(f or 0))) for c, f in (next(values) for _m in span)] for q in queues}
