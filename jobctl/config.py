@@ -38,6 +38,7 @@ _ENV: dict[str, tuple[str, str | None]] = {
 SECRET_FIELDS = ("onesignal_api_key", "webhook_secret", "alert_webhook_url", "dashboard_token", "dashboard_password")
 # whole seconds: setting name -> (environment variable, lowest allowed)
 _SECONDS = {"alert_cooldown_s": ("JOBCTL_ALERT_COOLDOWN_S", 1), "heartbeat_ttl_s": ("JOBCTL_HEARTBEAT_TTL_S", 3)}
+_BYTES = {"image_max_bytes": ("JOBCTL_IMAGE_MAX_BYTES", 1)}  # whole bytes, same shape
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Settings:
     )
     alert_cooldown_s: int = 3600
     heartbeat_ttl_s: int = 30
+    image_max_bytes: int = 50 * 2**20  # the largest original process-image reads from storage
     config_path: Path | None = None
     queues: Registry = field(default_factory=lambda: Registry(DEFAULT_POLICIES))
 
@@ -161,7 +163,7 @@ def load(
     if not isinstance(file_settings, dict):
         raise ConfigError(f"{src}: [settings] must be a table")
     for key, value in file_settings.items():
-        if key in _SECONDS:
+        if key in _SECONDS or key in _BYTES:
             continue
         if key not in _ENV:
             raise ConfigError(f"{src}: [settings] unknown field {key!r}; known: {', '.join(_ENV)}")
@@ -188,13 +190,16 @@ def load(
         raw = env.get(var) or file_settings.get(key)
         if raw is not None:
             values[key] = _seconds(str(raw), var if env.get(var) else f"{src}: [settings] {key}", low)
+    for key, (var, low) in _BYTES.items():
+        if (raw := env.get(var) or file_settings.get(key)) is not None:
+            values[key] = _seconds(str(raw), var if env.get(var) else f"{src}: [settings] {key}", low, "bytes")
     registry = _queues(doc.get("queues", {}), src)
     return Settings(data_dir=data_dir, config_path=path, queues=registry, **values)  # type: ignore[arg-type]
 
 
-def _seconds(raw: str, where: str, low: int) -> int:
+def _seconds(raw: str, where: str, low: int, unit: str = "seconds") -> int:
     if not raw.isdigit() or int(raw) < low:
-        raise ConfigError(f"{where} must be a whole number of seconds >= {low}, got {raw!r}")
+        raise ConfigError(f"{where} must be a whole number of {unit} >= {low}, got {raw!r}")
     return int(raw)
 
 

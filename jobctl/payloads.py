@@ -67,9 +67,10 @@ class ProcessImage(_Payload):
     @field_validator("originalPath", "targetPath")
     @classmethod
     def _relative(cls, value: str) -> str:
-        parts = value.replace("\\", "/").split("/")
-        if value.startswith(("/", "\\")) or ".." in parts or "\x00" in value or ":" in parts[0]:
-            raise ValueError("must be a relative storage key that does not escape its base")
+        from jobctl.storage import key_problem  # the one key rule, also checked at run time
+
+        if problem := key_problem(value):
+            raise ValueError(f"invalid storage key: {problem}")
         return value
 
 

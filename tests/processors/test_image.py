@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,8 @@ from localservices import Ctx
 from PIL import Image
 
 from jobctl.config import Settings
-from jobctl.errors import PermanentFailure
+from jobctl.errors import ConfigError, PermanentFailure
+from jobctl.processors import image
 from jobctl.processors.image import process_image
 from jobctl.services import Services
 
@@ -136,3 +139,104 @@ def test_invalid_jobs_are_permanent(
 def test_missing_original_is_permanent(make_settings: Callable[..., Settings], make_ctx: Ctx) -> None:
     with pytest.raises(PermanentFailure, match="not in storage"):
         process_image(JOB, make_ctx(make_settings(), "process-image"))
+
+
+# --- bounded work: bytes, not only pixels (issue 12) -----------------------------------------
+
+
+def png16_rgba(width: int, height: int) -> bytes:
+    """A black 16-bit RGBA PNG built chunk by chunk (Pillow cannot write one): tiny file, huge decode."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * 8)
+    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_the_issue_png_is_refused_by_decoded_bytes_before_decoding(make_settings: Callable[..., Settings],
+                                                                    make_ctx: Ctx) -> None:
+    original = png16_rgba(6300, 6300)  # the report's file: ~308 KB, 39.7 MP (under the pixel limit)
+    assert len(original) < 400_000 and image.MAX_PIXELS > 6300 * 6300
+    settings = make_settings()
+    with pytest.raises(PermanentFailure, match=r"6300x6300 RGBA: 158,760,000 bytes decoded, above the "):
+        run(settings, make_ctx, original, originalPath="big.png")
+    assert make_ctx.progress == [10]
+    assert list((settings.data_dir / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(("mode", "accepted"), [("1", True), ("L", True), ("P", True), ("I;16", False),
+                                                ("LA", False), ("RGB", False), ("RGBA", False)])
+def test_decoded_budget_counts_bytes_per_pixel_of_the_mode(
+    mode: str, accepted: bool, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings],
+    make_ctx: Ctx
+) -> None:
+    monkeypatch.setattr(image, "MAX_DECODED_BYTES", 1_000_000)  # 1000x1000: 1 MB at 1 byte/px, 2-4 MB above
+    settings = make_settings()
+    original = encoded("PNG", (1000, 1000), mode)
+    if accepted:
+        assert run(settings, make_ctx, original, originalPath="m.png", targetPath="m.png")["width"] == 150
+    else:
+        with pytest.raises(PermanentFailure, match=f"1000x1000 {mode}: .* bytes decoded"):
+            run(settings, make_ctx, original, originalPath="m.png", targetPath="m.png")
+
+
+def test_large_jpeg_is_decoded_reduced_when_the_target_is_small(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx, tmp_path: Path
+) -> None:
+    original = encoded("JPEG", (4000, 3000), "RGB", quality=50)  # 48 MB decoded in full
+    path = tmp_path / "big.jpg"
+    path.write_bytes(original)
+    im, _, size, _ = image.load(path, 150, 150)
+    assert im.size == (500, 375) and size == (150, 113)  # decoded at 1/8 scale, not 4000x3000
+    im.close()
+    monkeypatch.setattr(image, "MAX_DECODED_BYTES", 10_000_000)
+    settings = make_settings()
+    result = run(settings, make_ctx, original, originalPath="big.jpg")
+    assert (result["width"], result["height"]) == (150, 113)
+    with pytest.raises(PermanentFailure, match="4000x3000 RGB: 48,000,000 bytes decoded"):
+        run(settings, make_ctx, original, originalPath="big.jpg", maxWidth=4000, maxHeight=3000)
+
+
+def test_reduced_jpeg_keeps_orientation_and_quality(make_settings: Callable[..., Settings],
+                                                    make_ctx: Ctx) -> None:
+    settings = make_settings()
+    result = run(settings, make_ctx, jpeg_rotated(3200, 2400), maxWidth=300, maxHeight=300)
+    assert (result["width"], result["height"]) == (225, 300)
+    out = stored(settings, "thumbs/u1/out.jpg")
+    assert out.getpixel((112, 10))[2] > 150 and out.getpixel((112, 290))[0] > 150
+
+
+def test_original_above_the_size_setting_is_refused_without_reading_it(settings: Settings,
+                                                                       make_ctx: Ctx) -> None:
+    original = jpeg_rotated()
+    capped = replace(settings, image_max_bytes=len(original) - 1)
+    with pytest.raises(PermanentFailure, match=rf"is {len(original):,} bytes, above the {len(original) - 1:,}-byte"):
+        run(capped, make_ctx, original)
+    assert list((settings.data_dir / "tmp").iterdir()) == []
+    assert run(replace(settings, image_max_bytes=len(original)), make_ctx, original)["width"] == 112
+
+
+def test_image_max_bytes_setting_from_the_environment(make_settings: Callable[..., Settings]) -> None:
+    assert make_settings().image_max_bytes == 50 * 2**20
+    assert make_settings(JOBCTL_IMAGE_MAX_BYTES="1000").image_max_bytes == 1000
+    with pytest.raises(ConfigError, match="JOBCTL_IMAGE_MAX_BYTES must be a whole number of bytes"):
+        make_settings(JOBCTL_IMAGE_MAX_BYTES="10MB")
+
+
+@pytest.mark.parametrize("target", ["dir.jpg", "file.jpg/x.jpg", "a" * 252 + ".jpg"])
+def test_unwritable_targets_are_permanent(target: str, make_settings: Callable[..., Settings],
+                                          make_ctx: Ctx) -> None:
+    settings = make_settings()
+    storage = Services(settings).storage
+    storage.put("dir.jpg/inside.txt", b"x")  # dir.jpg is a directory
+    storage.put("file.jpg", b"x")  # file.jpg is a file, so file.jpg/x.jpg cannot exist
+    long_ok = "a" * 250 + ".jpg"  # 254 bytes: legal, and written (a temp name built from it was not)
+    assert run(settings, make_ctx, jpeg_rotated(), targetPath=long_ok)["width"] == 112
+    with pytest.raises(PermanentFailure, match="storage key|each part must be at most 255 bytes"):
+        run(settings, make_ctx, jpeg_rotated(), targetPath=target)

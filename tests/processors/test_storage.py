@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
-from jobctl.errors import PermanentFailure
-from jobctl.storage import LocalStorage, S3Storage, Storage, check_key, open_storage
+from jobctl.errors import PermanentFailure, UsageError
+from jobctl.payloads import validate
+from jobctl.storage import (
+    LocalStorage,
+    S3Storage,
+    Storage,
+    TooLarge,
+    check_key,
+    copy_limited,
+    key_problem,
+    open_storage,
+)
 
-BAD_KEYS = ["", "../x", "a/../../x", "/etc/passwd", "a\\..\\b", "a\x00b", "C:/x", "./a", "a/./b"]
+BAD_KEYS = ["", "../x", "a/../../x", "/etc/passwd", "a\\..\\b", "a\x00b", "C:/x", "./a", "a/./b",
+            "./in/ok.png", "out\\x.png", "dir/", "a\nb.png", "a\x1b[31m.png", "x" * 256, "d/" * 600 + "x",
+            "\u00e9" * 128]
+GOOD_KEYS = ["a.png", "users//u1/a.png", "x" * 255, "\u00e9" * 127, "d/" * 300 + "x", "..a/b..c", "a b/c:d.png"]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
@@ -83,3 +98,89 @@ def test_local_put_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
 def test_unsupported_url_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported storage URL"):
         open_storage("ftp://host/dir")
+
+
+IMAGE_JOB = {"userId": "u1", "originalPath": "in.png", "targetPath": "out.png", "maxWidth": 10, "maxHeight": 10}
+
+
+@pytest.mark.parametrize("key", BAD_KEYS + GOOD_KEYS)
+def test_enqueue_validator_and_run_time_check_share_one_rule(key: str) -> None:
+    problem = key_problem(key)
+    assert (problem is None) == (key in GOOD_KEYS)
+    for field in ("originalPath", "targetPath"):
+        if problem is None:
+            assert check_key(key)
+            assert validate("process-image", {**IMAGE_JOB, field: key})[field] == key
+        else:
+            with pytest.raises(PermanentFailure, match="invalid storage key"):
+                check_key(key)
+            with pytest.raises(UsageError, match=f"{field}: (invalid storage key|String should have at least)"):
+                validate("process-image", {**IMAGE_JOB, field: key})
+
+
+def test_get_refuses_objects_above_max_bytes(storage: Storage, tmp_path: Path) -> None:
+    storage.put("big.bin", b"x" * 5000)
+    dest = tmp_path / "dest.bin"
+    with pytest.raises(TooLarge, match="'big.bin' is 5,000 bytes, above the 4,999-byte limit"):
+        storage.get("big.bin", dest, max_bytes=4999)
+    assert not dest.exists() or dest.stat().st_size == 0
+    storage.get("big.bin", dest, max_bytes=5000)
+    assert dest.stat().st_size == 5000
+    with pytest.raises(FileNotFoundError):
+        storage.get("missing.bin", dest, max_bytes=10)
+
+
+def test_copy_stops_at_the_limit_when_the_size_was_not_known(tmp_path: Path) -> None:
+    sent: list[int] = []
+
+    def chunks() -> Iterator[bytes]:  # an object whose length was not announced (or grew)
+        for _ in range(10):
+            sent.append(1)
+            yield b"z" * 1000
+
+    with (tmp_path / "out").open("wb") as out, pytest.raises(TooLarge, match="more than 2,500 bytes"):
+        copy_limited(chunks(), out, "k", 2500)
+    assert (tmp_path / "out").stat().st_size <= 2500 and len(sent) == 3  # stopped reading, too
+    with (tmp_path / "out").open("wb") as out:
+        assert copy_limited(chunks(), out, "k", 10_000) == 10_000
+
+
+def test_get_and_put_stream_instead_of_holding_the_object(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(2**20) * 24)  # 24 MiB
+    tracemalloc.start()
+    try:
+        storage.put("big.bin", src)
+        storage.get("big.bin", tmp_path / "dest.bin", max_bytes=2**30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"peak {peak:,} bytes: the object was held in memory"
+    assert (tmp_path / "dest.bin").read_bytes() == src.read_bytes()
+
+
+def test_s3_get_streams_in_chunks(s3_bucket: str, moto_endpoint: str, tmp_path: Path) -> None:
+    storage = open_storage(f"s3://{s3_bucket}/p", moto_endpoint)
+    data = os.urandom(3 * 2**20 + 17)
+    storage.put("big.bin", data)
+    storage.get("big.bin", tmp_path / "dest.bin", max_bytes=len(data))
+    assert (tmp_path / "dest.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(("key", "reason"), [("dir", "is a directory"), ("file/x", "cannot be written")])
+def test_local_put_onto_a_directory_or_through_a_file_is_permanent(key: str, reason: str, tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    storage.put("dir/inside.txt", b"x")
+    storage.put("file", b"x")
+    with pytest.raises(PermanentFailure, match=reason):
+        storage.put(key, b"new")
+    assert storage.read("dir/inside.txt") == b"x" and storage.read("file") == b"x"
+
+
+def test_longest_legal_name_is_written(storage: Storage, tmp_path: Path) -> None:
+    key = "d/" + "n" * 255  # a temporary name derived from the target used to exceed NAME_MAX
+    storage.put(key, b"ok")
+    assert storage.read(key) == b"ok"
+    with pytest.raises(PermanentFailure, match="each part must be at most 255 bytes"):
+        storage.put(key + "n", b"no")
