@@ -33,12 +33,15 @@ and once a job was really popped. E.g. KEYS = rate, throttle, queue; ARGV = limi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-from redis import Redis
+from functools import cache
+from typing import TYPE_CHECKING
 
 from jobctl import keys
 from jobctl.queues import RateLimit
 from jobctl.scripts import program, source
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 # A worker's limiter counts starts over the window plus this guard band: the take is atomic in Redis, but
 # the processor's first instruction (and its external call) comes later in a slot thread, and that
@@ -46,18 +49,17 @@ from jobctl.scripts import program, source
 # in a 4-process pool: p50 ~2 ms, p99 ~47 ms with both cores saturated by other work, hence 100 ms.
 GUARD_US = 100_000
 
-LUA_LIBRARY = source("lib_rate")
 
-ACQUIRE_LUA = program("rate_acquire")
-
-USAGE_LUA = program("rate_usage")
-
-THROTTLE_LUA = program("throttle")
-
-
+@cache
 def lua_library() -> str:
     """The Lua chunk of local functions to prepend to a script that embeds the limiter check."""
-    return LUA_LIBRARY
+    return source("lib_rate")
+
+
+@cache
+def _program(name: str) -> str:
+    """A limiter script with its libraries, read on first use (importing this module reads no file)."""
+    return program(name)
 
 
 def wait_for(starts: Sequence[int], limit: int, window: int, now: int) -> int:
@@ -88,8 +90,8 @@ class Limiter:
         self.key = keys.rate(scope)
         self.limit = limit
         self.window_us = max(1, round(per_s * 1_000_000))
-        self._acquire = redis.register_script(ACQUIRE_LUA)
-        self._usage = redis.register_script(USAGE_LUA)
+        self._acquire = redis.register_script(_program("rate_acquire"))
+        self._usage = redis.register_script(_program("rate_usage"))
 
     @classmethod
     def for_policy(cls, redis: Redis, queue: str, rate: RateLimit, job_name: str) -> Limiter:
@@ -132,7 +134,7 @@ def throttle(redis: Redis, queue: str, seconds: float) -> None:
     """Pause starts on `queue` for `seconds` (HTTP 429), keeping a later expiry if one exists."""
     ms = round(seconds * 1000)
     if ms > 0:
-        redis.register_script(THROTTLE_LUA)(keys=[keys.throttle(queue)], args=[ms])
+        redis.register_script(_program("throttle"))(keys=[keys.throttle(queue)], args=[ms])
 
 
 def throttled_for(redis: Redis, queue: str) -> float:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from jobctl import demo, render
+from jobctl import render
 from jobctl.commands.stats import stats_renderable
 
 
 def demo_cmd(ctx: typer.Context) -> None:
     """Run one job of every kind end to end on the embedded defaults (local Redis, SQLite, outboxes)."""
+    from jobctl import demo  # Pillow, SQLAlchemy, the pool: only when run
+
     settings = ctx.obj.settings
     console = render.stdout()
     console.print(f"data directory: {settings.data_dir}")

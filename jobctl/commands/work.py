@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobctl.errors import UsageError
-from jobctl.hooks import Hooks
-from jobctl.pool import Pool
-from jobctl.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobctl.hooks import Hooks
+    from jobctl.runtime import Runtime
 
 
 def work_cmd(
@@ -26,6 +27,8 @@ def work_cmd(
     max_jobs: Annotated[int | None, typer.Option("--max-jobs", min=1, help="Exit after N jobs.")] = None,
 ) -> None:
     """Run workers: each queue's concurrency in slots (threads) over a few processes; SIGTERM lets jobs finish."""
+    from jobctl.pool import Pool  # the worker machinery (SQLAlchemy, payload models): only when run
+
     rt: Runtime = ctx.obj
     registry = rt.settings.queues
     if all_queues and queues:
