@@ -1,4 +1,5 @@
-"""The web view: rq-dashboard started by `jobctl dashboard` shows the five queues (headless Chromium)."""
+"""`jobctl dashboard --rq`: rq-dashboard, kept for those who want RQ's view, shows the five queues (headless
+Chromium). jobctl's own dashboard is tested in tests/web/."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def dashboard(cli_env: dict[str, str], rt: Runtime) -> Iterator[str]:
     pytest.importorskip("rq_dashboard", reason="the dashboard extra is not installed")
     enqueue(rt, "push", "send-push", {"userId": "u1", "title": "t", "message": "m"})
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "jobctl", "dashboard", "--port", str(port)], env=cli_env,
+    proc = subprocess.Popen([sys.executable, "-m", "jobctl", "dashboard", "--rq", "--port", str(port)], env=cli_env,
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 20

@@ -1,0 +1,85 @@
+"""Mounting at `/admin/queues` in the team's own apps: a Flask app (WSGI, werkzeug's DispatcherMiddleware,
+served by werkzeug's real server) and a FastAPI app (ASGI, `create_asgi_app` through a2wsgi, served by a
+real uvicorn). Links follow the prefix, the host app keeps its own routes, and a signed-in POST with the
+CSRF token acts through the mount."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from jobctl import control
+from jobctl.producer import enqueue
+from jobctl.runtime import Runtime
+from jobctl.web import create_app, create_asgi_app
+from tests.support.jobs import PUSH
+from tests.web.conftest import Served, csrf_of, free_port, origin_of, signed_in
+
+PREFIX = "/admin/queues"
+
+
+def _check_mounted(base: str, rt: Runtime) -> None:
+    jid = enqueue(rt, "push", "send-push", PUSH).id
+    s = signed_in(base + PREFIX)
+    page = s.get(f"{base}{PREFIX}/", timeout=10)
+    assert page.status_code == 200 and 'data-queue="push"' in page.text
+    assert f'href="{PREFIX}/queues/push"' in page.text and f'href="{PREFIX}/static/dashboard.css"' in page.text
+    assert s.get(f"{base}{PREFIX}/static/dashboard.css", timeout=10).status_code == 200
+    jobs = s.get(f"{base}{PREFIX}/queues/push", timeout=10).text
+    assert f'href="{PREFIX}/jobs/{jid}"' in jobs
+    assert requests.get(f"{base}/", timeout=10).text == "host app"
+    r = s.post(f"{base}{PREFIX}/queues/push/pause", data={"csrf": csrf_of(page.text)},
+               headers={"Origin": origin_of(base)}, timeout=10, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"{PREFIX}/")
+    assert control.paused(rt) == {"push"}
+    forged = s.post(f"{base}{PREFIX}/queues/push/resume", data={"csrf": csrf_of(page.text)},
+                    headers={"Origin": "http://evil.example"}, timeout=10)
+    assert forged.status_code == 403 and control.paused(rt) == {"push"}
+
+
+def test_mounted_in_flask(rt: Runtime) -> None:
+    from flask import Flask
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    host = Flask("host")
+    host.add_url_rule("/", "home", lambda: "host app")
+    host.wsgi_app = DispatcherMiddleware(host.wsgi_app, {PREFIX: create_app(rt)})  # type: ignore[method-assign]
+    served = Served(host)
+    try:
+        _check_mounted(served.url, rt)
+    finally:
+        served.close()
+
+
+@pytest.fixture
+def fastapi_site(rt: Runtime) -> Iterator[str]:
+    """A FastAPI app with the dashboard mounted, served by uvicorn in a thread."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+    app.get("/", response_class=PlainTextResponse)(lambda: "host app")
+    app.mount(PREFIX, create_asgi_app(rt))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_mounted_in_fastapi(fastapi_site: str, rt: Runtime) -> None:
+    _check_mounted(fastapi_site, rt)
+    assert re.search(r'action="/admin/queues/logout"', requests.Session().get(
+        f"{fastapi_site}{PREFIX}/login", timeout=10).text) is None  # not signed in: no sign-out form
