@@ -74,13 +74,13 @@ def guard() -> Any:
     if request.endpoint == "static":
         return None
     if request.method == "POST":
+        if not d.actions:
+            return refuse(403, "read-only dashboard: set JOBCTL_DASHBOARD_TOKEN, or a user and password, to act")
         if not security.same_origin(request.headers.get("Origin"), request.headers.get("Referer"), request.host):
             return refuse(403, "cross-origin request refused (Origin or Referer must name this dashboard)")
         sent = request.form.get("csrf", "")
         if not sent or "csrf" not in session or not secrets.compare_digest(sent, str(session["csrf"])):
             return refuse(400, "missing or wrong CSRF token: reload the page and try again")
-        if not d.actions:
-            return refuse(403, "read-only dashboard: set JOBCTL_DASHBOARD_TOKEN, or a user and password, to act")
         if request.endpoint != "login" and user() is None:
             return refuse(403, "sign in first")
     elif d.actions and user() is None and request.endpoint != "login":

@@ -45,7 +45,9 @@ def queues() -> str:
     """Every queue: the `jobctl stats` snapshot, throughput per minute over the last hour, policy, pause."""
     rt = state().rt
     snap = metrics.snapshot(rt)
-    series = control.throughput(rt, [q.name for q in snap.queues], snap.now_s)
+    series = {q.name: list(zip(q.completed_per_min, q.failed_per_min, strict=True)) for q in snap.queues} \
+        if snap.queues and hasattr(snap.queues[0], "completed_per_min") else \
+        control.throughput(rt, [q.name for q in snap.queues], snap.now_s)  # a snapshot without the series
     rows = []
     for q in snap.queues:
         p = rt.settings.queues.get(q.name)
