@@ -3,7 +3,18 @@
 Workers write per-minute counters (`keys.metrics`) from the Lua steps in `jobctl.scripts`; this
 module only reads. The cost is fixed per queue, whatever the number of jobs: LLEN/ZCARD/LINDEX on
 each priority level, HGETALL of the last 60 minute hashes, one HGET per non-empty level, in two
-pipelined round trips. Reading never writes to Redis (raw read commands only, no RQ cleanup).
+pipelined round trips, and a third (one HLEN per runner) when worker pools are alive. Reading never
+writes to Redis (raw read commands only, no RQ cleanup).
+
+Derived figures, all from the same per-minute hashes:
+- `p50_ms_1h`, `p95_ms_1h`: estimated from the exponential duration buckets `d{i}` (completed jobs
+  of (2^(i-1), 2^i] ms, see `keys`) summed over the hour, by linear interpolation within the bucket
+  that holds the rank, as Prometheus's `histogram_quantile` does: never off by more than the
+  bucket's width (a factor of 2); a rank in the last, open bucket reads as its lower bound.
+- `rate_per_s`: jobs done (completed plus failed for good) per second over the last 5 minutes, the
+  current minute included up to now; the span starts at the first minute of those 5 with any job.
+- `drain_s`: waiting jobs / `rate_per_s` (0 when none wait, null when jobs wait and none are done).
+- `completed_per_min`, `failed_per_min`: the hour's 60 minute counts, oldest first, now last.
 
 Prometheus exposition (`jobctl metrics`), one sample per queue unless noted. The `_1h` figures are
 sliding one-hour windows, so they are gauges (a Prometheus counter must never decrease):
@@ -19,12 +30,18 @@ sliding one-hour windows, so they are gauges (a Prometheus counter must never de
 | `jobctl_queue_failed_1h` | gauge | `queue` | jobs failed permanently (dead-lettered) in the last hour |
 | `jobctl_queue_retried_1h` | gauge | `queue` | failed attempts scheduled for a retry in the last hour |
 | `jobctl_queue_avg_ms_1h` | gauge | `queue` | mean processing ms of last hour's completed jobs (absent when none) |
+| `jobctl_queue_p50_ms_1h` | gauge | `queue` | median processing ms of the last hour, estimated (absent when none) |
+| `jobctl_queue_p95_ms_1h` | gauge | `queue` | 95th percentile of the same, estimated (absent when none) |
 | `jobctl_queue_oldest_waiting_seconds` | gauge | `queue` | age of the oldest waiting job (0 when none wait) |
 | `jobctl_queue_workers` | gauge | `queue` | runner processes of live worker pools serving the queue |
 | `jobctl_queue_slots` | gauge | `queue` | slots of live pools for the queue (its cap of running jobs there) |
 | `jobctl_queue_paused` | gauge | `queue` | 1 when paused |
 | `jobctl_queue_rate_limited` | gauge | `queue` | 1 while at its rate limit or throttled by an upstream 429 |
 | `jobctl_queue_dead_letters` | gauge | `queue` | open dead letters (absent when the store is unreadable) |
+| `jobctl_job_duration_seconds` | histogram | `queue`, `job` | completed jobs' processing time (`_bucket`...) |
+
+The histogram is cumulative (`keys.durations`, which only grows), not a one-hour window: its buckets
+are the exponential bounds 2^0..2^23 ms (0.001 s .. 8388.608 s) and `+Inf`.
 """
 
 from __future__ import annotations
@@ -48,9 +65,57 @@ from jobctl.durations import iso
 from jobctl.jobs import RQ_TIME
 from jobctl.queues import QueuePolicy
 from jobctl.runtime import Runtime
+from jobctl.scripts import DURATION_BUCKETS
 
 log = logging.getLogger("jobctl.metrics")
 WINDOW_MIN = 60
+RATE_WINDOW_MIN = 5
+BUCKET_BOUNDS_MS: tuple[float, ...] = tuple(float(2 ** i) for i in range(DURATION_BUCKETS))  # then +Inf
+_BUCKET_FIELDS = tuple(f"d{i}".encode() for i in range(DURATION_BUCKETS + 1))
+
+
+def bucket_of(ms: float) -> int:
+    """The duration bucket of `ms` as step.lua files it: i with 2^(i-1) < ms <= 2^i, 0 for ms <= 1,
+    DURATION_BUCKETS (the open bucket) beyond the last bound."""
+    return next((i for i, bound in enumerate(BUCKET_BOUNDS_MS) if ms <= bound), DURATION_BUCKETS)
+
+
+def percentile_ms(counts: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0..1) of durations from non-cumulative bucket counts (index i = bucket i, the last
+    the open bucket), by linear interpolation within the bucket holding rank q * total; the open bucket
+    reads as its lower bound. None when there is no count."""
+    total = sum(counts)
+    if total <= 0:
+        return None
+    rank, below = q * total, 0.0
+    for i, n in enumerate(counts):
+        if n > 0 and below + n >= rank:
+            if i >= len(BUCKET_BOUNDS_MS):
+                return BUCKET_BOUNDS_MS[-1]
+            low = BUCKET_BOUNDS_MS[i - 1] if i else 0.0
+            return round(low + (BUCKET_BOUNDS_MS[i] - low) * max(0.0, rank - below) / n, 1)
+        below += n
+    return BUCKET_BOUNDS_MS[-1]
+
+
+def current_rate(done_per_min: Sequence[int], now_s: float, window_min: int = RATE_WINDOW_MIN) -> float:
+    """Jobs per second over the last `window_min` minute counts (oldest first, the last being the current
+    minute, counted up to `now_s`); the span starts at the first of those minutes with any job."""
+    recent = list(done_per_min[-window_min:])
+    first = next((i for i, n in enumerate(recent) if n), None)
+    if first is None:
+        return 0.0
+    span = (len(recent) - 1 - first) * 60 + now_s % 60
+    return round(sum(recent) / max(span, 1.0), 2)
+
+
+def drain_s(waiting: int, rate_per_s: float) -> float | None:
+    """Seconds the backlog needs at `rate_per_s`: 0 when nothing waits, None when jobs wait and none are done."""
+    if waiting <= 0:
+        return 0.0
+    if rate_per_s <= 0:
+        return None
+    return round(waiting / rate_per_s, 1)
 
 
 @dataclass(frozen=True)
@@ -73,10 +138,53 @@ class QueueStats:
     dead_letters_1h: int | None = None
     slots: int = 0  # slots of live pools for this queue: the most of its jobs they run at once
     global_concurrency: int | None = None  # the cap on its running jobs across every host
+    p50_ms_1h: float | None = None  # estimated from the duration buckets (see the module docstring)
+    p95_ms_1h: float | None = None
+    rate_per_s: float = 0.0  # jobs done (completed + failed) per second, last 5 minutes
+    drain_s: float | None = None  # waiting / rate_per_s; None when jobs wait and none are done
+    completed_per_min: tuple[int, ...] = ()  # the last 60 minutes, oldest first, the current one last
+    failed_per_min: tuple[int, ...] = ()
+    rate_limit: int | None = None  # the limiter's most jobs per window (None: no rate limit)
+    rate_window_s: float | None = None  # its window
+    rate_used: int | None = None  # jobs started in the current window (per-job scope: the busiest job)
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for `--json`."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """One live worker pool as the workers panel shows it."""
+
+    name: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    state: str
+    running: int  # jobs its runners hold now
+    concurrency: int  # its slots, all queues together
+    heartbeat_age_s: float | None  # seconds since its last heartbeat
+    processes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for `--json`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobDurations:
+    """The cumulative duration histogram of one job name on one queue (never resets, see `keys.durations`)."""
+
+    queue: str
+    job: str
+    buckets: tuple[int, ...]  # non-cumulative counts: bucket i = (2^(i-1), 2^i] ms; the last is open (+Inf)
+    sum_ms: float
+
+    @property
+    def count(self) -> int:
+        """Jobs counted."""
+        return sum(self.buckets)
 
 
 @dataclass(frozen=True)
@@ -90,11 +198,15 @@ class Snapshot:
     dead_letters_error: str | None = None
     rq_suspended: bool = False  # `rq suspend` is in force: jobctl's pools take no jobs
     foreign_workers: dict[str, list[str]] = field(default_factory=dict)  # non-jobctl RQ worker -> our levels
+    pools: tuple[PoolStats, ...] = ()  # live worker pools
+    durations: tuple[JobDurations, ...] = ()  # only when asked for (`snapshot(..., durations=True)`)
 
     def to_json(self) -> dict[str, Any]:
-        """`{"generated_at", "queues": [...], "rq_suspended", "foreign_workers"}` as `stats --json` prints it."""
+        """`{"generated_at", "queues": [...], "rq_suspended", "foreign_workers", "pools", "database_error"}`
+        as `stats --json` prints it (`database_error`: why dead letters could not be counted, else null)."""
         return {"generated_at": self.generated_at, "queues": [q.to_json() for q in self.queues],
-                "rq_suspended": self.rq_suspended, "foreign_workers": self.foreign_workers}
+                "rq_suspended": self.rq_suspended, "foreign_workers": self.foreign_workers,
+                "pools": [p.to_json() for p in self.pools], "database_error": self.dead_letters_error}
 
 
 @dataclass(frozen=True)
@@ -179,8 +291,9 @@ def _rate_scopes(policies: Sequence[QueuePolicy]) -> list[tuple[str, int, int, s
 
 
 def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None = None,
-             dead_letters: bool = True) -> Snapshot:
-    """Figures of `queues` (default: all, in priority order) in two pipelined round trips."""
+             dead_letters: bool = True, durations: bool = False) -> Snapshot:
+    """Figures of `queues` (default: all, in priority order) in two or three pipelined round trips;
+    `durations` adds each queue's cumulative duration histograms (one HGETALL per queue)."""
     registry = rt.settings.queues
     policies = [registry.get(q) for q in queues] if queues else list(registry.policies)
     r = rt.redis
@@ -188,7 +301,7 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
         pipe.time()
         pipe.smembers(keys.paused())
         pipe.exists(keys.scheduler_heartbeat())
-        pipe.zrange(keys.workers(), 0, -1)
+        pipe.zrange(keys.workers(), 0, -1, withscores=True)
         pipe.exists(keys.rq_suspended())
         pipe.smembers(keys.rq_workers())
         for p in policies:
@@ -203,7 +316,8 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     now_s = float(now) if now is not None else server_s + micros / 1e6
     paused = {m.decode() for m in first[1]}
     scheduler_alive = bool(first[2])
-    pool_names: list[bytes] = first[3]
+    pool_index: list[tuple[bytes, float]] = first[3]
+    pool_names = [name for name, _score in pool_index]
     suspended = bool(first[4])
     rq_worker_keys = sorted(k.decode() for k in first[5])
     minute = int(now_s // 60)
@@ -221,6 +335,7 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
             if head:
                 heads.append(head)
         per_queue.append((throttled, waiting, active, delayed, heads))
+    scopes = _rate_scopes(policies)
     with r.pipeline(transaction=False) as pipe:
         for name in pool_names:
             pipe.hgetall(keys.worker(name.decode()))
@@ -229,30 +344,47 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
                 pipe.hgetall(keys.metrics(p.name, m))
             for head in heads:
                 pipe.hget(keys.job(head.decode()), "enqueued_at")
+            if durations:
+                pipe.hgetall(keys.durations(p.name))
         for key in rq_worker_keys:
             pipe.hmget(key, ["version", "queues"])
-        scopes = _rate_scopes(policies)
         for key, window_us, _limit, _queue in scopes:
             pipe.zcount(key, f"({now_s * 1e6 - window_us:.0f}", "+inf")
         second = pipe.execute()
     rq_infos = second[len(second) - len(scopes) - len(rq_worker_keys):len(second) - len(scopes)]
-    at_limit = {queue for (_k, _w, limit, queue), n in zip(scopes, second[len(second) - len(scopes):], strict=True)
-                if int(n) >= limit}
-    workers, slots = _live_workers(second[:len(pool_names)])
+    used: dict[str, int] = {}
+    for (_k, _w, _limit, queue), n in zip(scopes, second[len(second) - len(scopes):], strict=True):
+        used[queue] = max(used.get(queue, 0), int(n))
+    pool_infos = second[:len(pool_names)]
+    workers, slots = _live_workers(pool_infos)
+    pools = _pools(r, pool_index, pool_infos, now_s)
     j = len(pool_names)
     since = datetime.fromtimestamp(now_s - 3600, UTC)
     dl = dead_letter_counts(rt.settings.database_url, since) if dead_letters else None
     out = []
+    histograms: list[JobDurations] = []
     for p, (throttled, waiting, active, delayed, heads) in zip(policies, per_queue, strict=True):
         totals = {"completed": 0.0, "failed": 0.0, "retried": 0.0, "ms": 0.0}
+        buckets = [0.0] * (DURATION_BUCKETS + 1)
+        completed_per_min, failed_per_min = [], []
         for h in second[j:j + WINDOW_MIN]:
             for counter in totals:
-                totals[counter] += float(h.get(counter.encode(), 0) or 0)
+                totals[counter] += _num(h.get(counter.encode()))
+            for b, name in enumerate(_BUCKET_FIELDS):
+                if name in h:
+                    buckets[b] += _num(h[name])
+            completed_per_min.append(_int(h.get(b"completed")))
+            failed_per_min.append(_int(h.get(b"failed")))
         j += WINDOW_MIN
         ages = [a for a in (_age_s(s, now_s) for s in second[j:j + len(heads)]) if a is not None]
         j += len(heads)
+        if durations:
+            histograms += _job_durations(p.name, second[j])
+            j += 1
         completed = int(totals["completed"])
-        usable = dl is not None and dl.available and dl.error is None
+        usable = dl is not None and dl.error is None  # no store yet: nothing recorded, so 0
+        rate = current_rate([c + f for c, f in zip(completed_per_min, failed_per_min, strict=True)], now_s)
+        limit = p.rate_limit
         out.append(QueueStats(
             name=p.name, waiting=waiting, active=active, delayed=delayed, completed_1h=completed,
             failed_1h=int(totals["failed"]),
@@ -260,11 +392,67 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
             oldest_waiting_s=max(ages) if ages else None, workers=workers.get(p.name, 0),
             slots=slots.get(p.name, 0), global_concurrency=p.global_concurrency or None,
             paused=p.name in paused, dead_letters=dl.open.get(p.name, 0) if usable and dl else None,
-            retried_1h=int(totals["retried"]), rate_limited=throttled or p.name in at_limit,
-            dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None))
+            retried_1h=int(totals["retried"]),
+            rate_limited=throttled or (limit is not None and used.get(p.name, 0) >= limit.limit),
+            dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None,
+            p50_ms_1h=percentile_ms(buckets, 0.5), p95_ms_1h=percentile_ms(buckets, 0.95),
+            rate_per_s=rate, drain_s=drain_s(waiting, rate),
+            completed_per_min=tuple(completed_per_min), failed_per_min=tuple(failed_per_min),
+            rate_limit=limit.limit if limit else None, rate_window_s=limit.per_s if limit else None,
+            rate_used=used.get(p.name, 0) if limit else None))
     levels = {level for p in policies for _p, level in p.levels()}
     return Snapshot(iso(datetime.fromtimestamp(now_s, UTC)), now_s, tuple(out), scheduler_alive,
-                    dl.error if dl else None, suspended, _foreign(rq_worker_keys, rq_infos, levels))
+                    dl.error if dl else None, suspended, _foreign(rq_worker_keys, rq_infos, levels),
+                    pools, tuple(histograms))
+
+
+def _num(v: bytes | None) -> float:
+    try:
+        return float(v) if v else 0.0
+    except ValueError:  # a counter someone overwrote by hand: count it as nothing, never fail the read
+        return 0.0
+
+
+def _pools(r: Any, index: Sequence[tuple[bytes, float]], infos: Sequence[dict[bytes, bytes]],
+           now_s: float) -> tuple[PoolStats, ...]:
+    """Live pools (their hash still there), with the jobs their runners hold (one HLEN per runner)."""
+    live = [(name.decode(errors="replace"), score, info) for (name, score), info in zip(index, infos, strict=True)
+            if info]
+    runners = [[x for x in info.get(b"runners", b"").decode(errors="replace").split(",") if x]
+               for _n, _s, info in live]
+    held: list[int] = []
+    if any(runners):
+        with r.pipeline(transaction=False) as pipe:
+            for names in runners:
+                for runner in names:
+                    pipe.hlen(keys.active(runner))
+            held = [int(n) for n in pipe.execute()]
+    out, k = [], 0
+    for (name, score, info), names in zip(live, runners, strict=True):
+        running = sum(held[k:k + len(names)])
+        k += len(names)
+        beat = _num(info.get(b"heartbeat")) or score
+        out.append(PoolStats(
+            name=name, host=info.get(b"host", b"?").decode(errors="replace"), pid=_int(info.get(b"pid")),
+            queues=tuple(q for q in info.get(b"queues", b"").decode(errors="replace").split(",") if q),
+            state=info.get(b"state", b"?").decode(errors="replace"), running=running,
+            concurrency=_int(info.get(b"concurrency")),
+            heartbeat_age_s=round(max(0.0, now_s - beat), 1) if beat else None,
+            processes=_int(info.get(b"processes"))))
+    return tuple(out)
+
+
+def _job_durations(queue: str, h: dict[bytes, bytes]) -> list[JobDurations]:
+    """A queue's `keys.durations` hash as one histogram per job name."""
+    per_job: dict[str, tuple[list[int], list[float]]] = {}
+    for raw, value in h.items():
+        job, _, name = raw.decode(errors="replace").rpartition("|")
+        counts, total = per_job.setdefault(job, ([0] * (DURATION_BUCKETS + 1), [0.0]))
+        if name == "ms":
+            total[0] = _num(value)
+        elif name[:1] == "d" and name[1:].isdigit() and int(name[1:]) <= DURATION_BUCKETS:
+            counts[int(name[1:])] = int(_num(value))
+    return [JobDurations(queue, job, tuple(c), t[0]) for job, (c, t) in sorted(per_job.items()) if any(c)]
 
 
 def _foreign(worker_keys: Sequence[str], infos: Sequence[list[bytes | None]], levels: set[str]) -> dict[str, list[str]]:
@@ -291,6 +479,21 @@ def flags(q: QueueStats, backlog_threshold: int, failed_threshold: int) -> tuple
     return tuple(out)
 
 
+def breaches(q: QueueStats, backlog_threshold: int, failed_threshold: int) -> dict[str, str]:
+    """The figures of a queue over a health threshold, as `jobctl health` judges them: field -> 'warning'
+    (backlog, failures, new dead letters in the last hour) or 'critical' (jobs wait and no worker serves)."""
+    out = {}
+    if q.waiting > backlog_threshold:
+        out["waiting"] = "warning"
+    if q.failed_1h > failed_threshold:
+        out["failed_1h"] = "warning"
+    if q.waiting > 0 and q.workers == 0 and not q.paused:
+        out["workers"] = "critical"
+    if q.dead_letters_1h:
+        out["dead_letters"] = "warning"
+    return out
+
+
 _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("waiting", "jobctl_queue_waiting", "Jobs waiting (all priority levels)."),
     ("active", "jobctl_queue_active", "Jobs running."),
@@ -299,6 +502,8 @@ _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("failed_1h", "jobctl_queue_failed_1h", "Jobs failed permanently in the last hour."),
     ("retried_1h", "jobctl_queue_retried_1h", "Failed attempts scheduled for a retry in the last hour."),
     ("avg_ms_1h", "jobctl_queue_avg_ms_1h", "Mean processing time of last hour's completed jobs (ms)."),
+    ("p50_ms_1h", "jobctl_queue_p50_ms_1h", "Median processing time of last hour's completed jobs (ms, estimated)."),
+    ("p95_ms_1h", "jobctl_queue_p95_ms_1h", "95th percentile processing time of the last hour (ms, estimated)."),
     ("oldest_waiting_s", "jobctl_queue_oldest_waiting_seconds", "Age of the oldest waiting job."),
     ("workers", "jobctl_queue_workers", "Runner processes of live worker pools serving the queue."),
     ("slots", "jobctl_queue_slots", "Slots of live worker pools for the queue (their cap of its running jobs)."),
@@ -321,13 +526,14 @@ class Collector:
     def collect(self) -> Iterator[Metric]:
         """One gauge family per figure; only `jobctl_up 0` when Redis does not answer."""
         import redis
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
 
         from jobctl.errors import JobctlError
 
         snap: Snapshot | None = None
         try:
-            snap = snapshot(self.rt)
+            snap = snapshot(self.rt, durations=True)
         except (JobctlError, redis.RedisError) as exc:  # expose the outage, keep serving
             log.warning("scrape failed: %s", exc)
         yield GaugeMetricFamily("jobctl_up", "1 when Redis answered this scrape.", value=1 if snap else 0)
@@ -344,6 +550,17 @@ class Collector:
                 if value is not None:
                     family.add_metric([q.name], float(value))
             yield family
+        hist = HistogramMetricFamily("jobctl_job_duration_seconds", "Processing time of completed jobs (cumulative).",
+                                     labels=["queue", "job"])
+        bounds = [floatToGoString(ms / 1000) for ms in BUCKET_BOUNDS_MS] + ["+Inf"]
+        for d in snap.durations:
+            running = 0
+            cumulative = []
+            for le, n in zip(bounds, d.buckets, strict=True):
+                running += n
+                cumulative.append((le, float(running)))
+            hist.add_metric([d.queue, d.job], cumulative, sum_value=d.sum_ms / 1000)
+        yield hist
 
 
 def _registry(rt: Runtime) -> Any:

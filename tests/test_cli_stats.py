@@ -54,8 +54,8 @@ def test_stats_table_flags_rows(rt: Runtime, cli_env: dict[str, str]) -> None:
     email = next(line for line in lines if "│ email" in line)
     push = next(line for line in lines if "│ push" in line)
     assert "no workers" in email and "\x1b[" not in res.stdout
-    assert [c.strip() for c in push.split("│")[1:-1]] == ["push", "0", "0", "0", "0", "0", "—", "—", "2", "no",
-                                                          "—", ""]
+    assert [c.strip() for c in push.split("│")[1:-1]] == ["push", "0", "0", "0", "0", "0", "—", "—", "—", "—", "2",
+                                                          "no", "0", ""]
 
 
 def test_stats_watch_ends_on_ctrl_c(rt: Runtime, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

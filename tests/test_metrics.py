@@ -87,7 +87,8 @@ def test_counts_levels_workers_paused_and_oldest(rt: Runtime) -> None:
 
 
 def test_dead_letters_from_the_database(rt: Runtime) -> None:
-    assert metrics.snapshot(rt, ["email"]).queues[0].dead_letters is None  # no database file: null
+    q = metrics.snapshot(rt, ["email"]).queues[0]
+    assert (q.dead_letters, q.dead_letters_1h) == (0, 0)  # no database file: nothing recorded
     assert not Path(rt.settings.database_url.removeprefix("sqlite:///")).exists()  # and none created
     engine = db.engine_for(rt.settings.database_url)
     db.init_db(engine)
@@ -196,7 +197,7 @@ def test_prometheus_exposition(crt: Runtime) -> None:
     assert by_queue[Q] == 5
     assert {s.labels["queue"]: s.value for s in fams["jobctl_queue_waiting"].samples}[Q] == 1
     assert {s.labels["queue"]: s.value for s in fams["jobctl_queue_failed_1h"].samples}[Q] == 2
-    assert "jobctl_queue_dead_letters" not in fams or not fams["jobctl_queue_dead_letters"].samples
+    assert {s.labels["queue"]: s.value for s in fams["jobctl_queue_dead_letters"].samples}[Q] == 0  # no store yet
 
 
 def test_prometheus_redis_down(settings: Settings) -> None:
