@@ -18,6 +18,8 @@ jobctl's ratio to each peer, and pass/fail against the targets. --json writes ev
   io        jobctl only: 1 process, 50 slots, each job one GET (urllib; --io-client) of a local
             server that answers in 50 ms; beside it the same GETs from a bare 50-thread pool
   idle      jobctl only: `jobctl --redis-url URL work --all` idle for 3 s: processes, PSS, RSS
+  image-rss jobctl only: peak RSS of process-image on the worst accepted images, a fresh process
+            each (bench/image_rss.py; no Redis)
 
 Every step is bounded (--timeout per drain); a system that fails or times out is reported as
 such and the others go on. --quick (1 round, small counts) finishes in about a minute.
@@ -35,6 +37,7 @@ from dataclasses import asdict
 
 import redis
 
+from bench.image_rss import measure_image_rss
 from bench.jobctl_side import Jobctl, measure_idle, measure_io
 from bench.peers import BullMQ, Dramatiq, PlainRQ
 from bench.report import medians, render
@@ -57,6 +60,7 @@ TASKS: dict[str, tuple[str, Task]] = {
     "rq": ("RQ", compared(PlainRQ)),
     "io": ("jobctl:io", lambda client, p, args, rec: measure_io(client, p, args.io_jobs, args.io_client, rec)),
     "idle": ("jobctl:idle", lambda client, p, _args, rec: measure_idle(client, p, rec)),
+    "image-rss": ("jobctl:image-rss", lambda _client, _p, _args, rec: measure_image_rss(rec)),
 }
 
 

@@ -47,6 +47,10 @@ OWN = (
     Metric("idle_pss_mib", "`work --all` idle: PSS of the tree (MiB)", "{:.0f}", False),
     Metric("idle_rss_mib", "`work --all` idle: RSS of the tree (MiB)", "{:.0f}", False),
     Metric("idle_stop_s", "`work --all`: SIGTERM to exit (s)", "{:.2f}", False),
+    Metric("image_rss_worst_mib", "process-image: peak RSS, worst accepted image (MiB)", "{:.0f}", False),
+    Metric("image_rss_tiny_mib", "process-image: peak RSS, 16x16 PNG (MiB)", "{:.0f}", False),
+    Metric("image_rss_jpeg_thumb_mib", "process-image: peak RSS, 24 MP JPEG to 300 px (MiB)", "{:.0f}", False),
+    Metric("image_rss_png16_mib", "process-image: peak RSS, issue's 6300x6300 PNG refused (MiB)", "{:.0f}", False),
 )
 
 

@@ -40,6 +40,7 @@ MAX_PIXELS = 40_000_000  # ~ 7700 x 5200; larger uploads are refused, not decode
 MAX_DECODED_BYTES = 96 * 2**20  # a 24-megapixel camera frame (6000 x 4000) at 4 bytes per pixel
 # bytes per pixel in Pillow's memory by mode: 1-band 8-bit modes take 1, 16-bit ones 2, others 4
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+OPTIMIZE_MAX_PIXELS = 4_000_000  # outputs above this are encoded without the whole-image optimize pass
 ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 ORIENTATION = 0x0112
 OUTPUT = {  # extension -> (Pillow format, content type)
@@ -92,13 +93,10 @@ def resized(path: Path, max_width: int, max_height: int, progress: Callable[[int
     if progress:
         progress(50)
     try:
-        out = fit(im, orientation, size, box)
+        return fit(im, orientation, size, box)
     except (OSError, ValueError, MemoryError) as exc:
         im.close()
         raise PermanentFailure(f"unreadable image: {exc}") from None
-    if out is not im:
-        im.close()  # releases the full-size pixels before encoding
-    return out
 
 
 def decoded_bytes(mode: str, width: int, height: int, fmt: str | None = None) -> int:
@@ -140,15 +138,12 @@ def load(path: Path, max_width: int, max_height: int) -> Loaded:
             im = Image.open(path, formats=ACCEPTED)
             if im.width * im.height > MAX_PIXELS:
                 raise PermanentFailure(f"image is {im.width}x{im.height}, above the {MAX_PIXELS}-pixel limit")
-            orientation = int(im.getexif().get(ORIENTATION) or 1)
-            size = target_size(im.size, max_width, max_height)
-            if orientation in ROTATED:  # fit as displayed, resize the stored image, rotate the small one
-                upright = target_size((im.height, im.width), max_width, max_height)
-                size = (upright[1], upright[0]) if upright else None
             box = None
-            if size is not None and im.format == "JPEG":
-                res = im.draft(None, size)  # 1/2, 1/4 or 1/8 scale, the decoded size staying >= size
-                box = res[1] if res else None
+            if im.format == "JPEG":  # its EXIF is in the header: orientation and size before decoding
+                orientation, size = oriented(im, max_width, max_height)
+                if size is not None:
+                    res = im.draft(None, size)  # 1/2, 1/4 or 1/8 scale, the decoded size staying >= size
+                    box = res[1] if res else None
             need = decoded_bytes(im.mode, im.width, im.height, im.format)
             if need > MAX_DECODED_BYTES:
                 raise PermanentFailure(
@@ -156,6 +151,8 @@ def load(path: Path, max_width: int, max_height: int) -> Loaded:
                     f"{MAX_DECODED_BYTES:,}-byte limit"
                 )
             im.load()
+            if im.format != "JPEG":  # a PNG's eXIf chunk may follow its pixels: getexif() decodes them
+                orientation, size = oriented(im, max_width, max_height)
     except PermanentFailure:
         _close(im)
         raise
@@ -170,18 +167,53 @@ def load(path: Path, max_width: int, max_height: int) -> Loaded:
     return im, orientation, size, box
 
 
+def oriented(im: Image.Image, max_width: int, max_height: int) -> tuple[int, tuple[int, int] | None]:
+    """(EXIF orientation, the stored image's fitted size): fit as displayed, resize stored, rotate the result."""
+    orientation = int(im.getexif().get(ORIENTATION) or 1)
+    if orientation not in ROTATED:
+        return orientation, target_size(im.size, max_width, max_height)
+    upright = target_size((im.height, im.width), max_width, max_height)
+    return orientation, (upright[1], upright[0]) if upright else None
+
+
 def fit(
     im: Image.Image, orientation: int, size: tuple[int, int] | None, box: tuple[float, float, float, float] | None
 ) -> Image.Image:
-    """Resized to `size` (from the drafted region `box`), then upright (EXIF orientation applied)."""
-    from PIL import Image, ImageOps
+    """Resized to `size` (from the drafted region `box`), then upright (EXIF orientation applied).
+
+    `im` is closed once a resized copy exists, so at most two full-size images are alive at once."""
+    from PIL import ImageOps
 
     out = im
     if size is not None and (size != im.size or box is not None):
-        out = im.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
+        out = shrink(im, size, box)
     if orientation != 1:
-        ImageOps.exif_transpose(out, in_place=True)
+        ImageOps.exif_transpose(out, in_place=True)  # a copy of the (small) image, then the old one freed
     return out
+
+
+def shrink(im: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None) -> Image.Image:
+    """Resized with LANCZOS after a cheap integer reduce; `im` is closed once its successor exists.
+
+    Pillow's resize of an RGBA or LA image converts a full-size premultiplied copy while the
+    original lives, and then skips `reducing_gap`; converting here first, and closing the original,
+    keeps at most two full-size images alive and lets the reduce happen.
+    """
+    from PIL import Image
+
+    mode = im.mode
+    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(mode)
+    work = im
+    if premultiplied:
+        work = im.convert(premultiplied)
+        im.close()
+    small = work.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
+    work.close()
+    if premultiplied:
+        straight = small.convert(mode)
+        small.close()
+        small = straight
+    return small
 
 
 def encode(im: Image.Image, dest: Path, fmt: str, quality: int) -> None:
@@ -195,10 +227,11 @@ def encode(im: Image.Image, dest: Path, fmt: str, quality: int) -> None:
     options: dict[str, Any] = {"quality": quality}
     if icc:
         options["icc_profile"] = icc
+    small = im.width * im.height <= OPTIMIZE_MAX_PIXELS
     if fmt == "JPEG":
-        options["optimize"] = True
+        options["optimize"] = small  # libjpeg then keeps every DCT coefficient: ~3 bytes a pixel more
     if fmt == "PNG":
-        options = {"optimize": True, **({"icc_profile": icc} if icc else {})}
+        options = {"optimize": small, **({"icc_profile": icc} if icc else {})}
     im.save(dest, format=fmt, **options)
 
 
