@@ -170,6 +170,26 @@ def test_the_issue_png_is_refused_by_decoded_bytes_before_decoding(make_settings
     assert list((settings.data_dir / "tmp").iterdir()) == []
 
 
+def test_over_budget_png_is_refused_without_decoding_a_pixel(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings], make_ctx: Ctx
+) -> None:
+    from PIL import ImageFile
+
+    decoded: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy(self: ImageFile.ImageFile) -> Any:
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)  # records, then does the real decode
+    monkeypatch.setattr(image, "MAX_DECODED_BYTES", 1_000_000)
+    # no eXIf chunk before the pixels: getexif() of such a PNG decodes them to look for one after
+    with pytest.raises(PermanentFailure, match="1000x1000 RGBA"):
+        run(make_settings(), make_ctx, encoded("PNG", (1000, 1000), "RGBA"), originalPath="e.png")
+    assert decoded == []
+
+
 @pytest.mark.parametrize(("mode", "accepted"), [("1", True), ("L", True), ("P", True), ("I;16", False),
                                                 ("LA", False), ("RGB", False), ("RGBA", False)])
 def test_decoded_budget_counts_bytes_per_pixel_of_the_mode(
