@@ -83,3 +83,41 @@ def test_mounted_in_fastapi(fastapi_site: str, rt: Runtime) -> None:
     _check_mounted(fastapi_site, rt)
     assert re.search(r'action="/admin/queues/logout"', requests.Session().get(
         f"{fastapi_site}{PREFIX}/login", timeout=10).text) is None  # not signed in: no sign-out form
+
+
+def test_mounted_in_django(rt: Runtime) -> None:
+    """Django's WSGI application with the dashboard at /admin/queues (the README's wsgi.py), on werkzeug's
+    server; Django keeps serving its own URLs."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(DEBUG=False, ALLOWED_HOSTS=["127.0.0.1"], ROOT_URLCONF=__name__, SECRET_KEY="test",
+                           MIDDLEWARE=[], INSTALLED_APPS=[])
+        django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    served = Served(DispatcherMiddleware(get_wsgi_application(), {PREFIX: create_app(rt)}))
+    try:
+        _check_mounted(served.url, rt)
+    finally:
+        served.close()
+
+
+def _home(request: object) -> object:
+    from django.http import HttpResponse
+
+    return HttpResponse("host app")
+
+
+def _urlpatterns() -> list[object]:
+    from django.urls import path
+
+    return [path("", _home)]
+
+
+def __getattr__(name: str) -> object:  # Django reads `urlpatterns` from ROOT_URLCONF (this module) lazily
+    if name == "urlpatterns":
+        return _urlpatterns()
+    raise AttributeError(name)
