@@ -220,18 +220,22 @@ def unavailable(url: str, exc: BaseException) -> ServiceUnavailable:
         password = None
     if password:
         reason = reason.replace(str(password), "****")
-    return ServiceUnavailable(f"database unreachable at {masked(url)}: {reason}")
+    connect = not isinstance(exc, sa_exc.DBAPIError) or exc.connection_invalidated or _is_connect_error(exc)
+    what = "unreachable at" if connect else "failed at"
+    return ServiceUnavailable(f"database {what} {masked(url)}: {reason}")
 
 
 @contextmanager
 def reachable(engine: Engine) -> Iterator[None]:
-    """Turn a connection failure inside the block into ServiceUnavailable (exit code 4)."""
+    """Turn every database error inside the block into ServiceUnavailable (exit code 4) naming the
+    database with its password masked: a refused connection, a read-only or full disk, an I/O error,
+    a lock timeout. Only IntegrityError passes through (callers use it to detect concurrent inserts)."""
     try:
         yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        if exc.connection_invalidated or _is_connect_error(exc):
-            raise unavailable(engine.url.render_as_string(hide_password=False), exc) from None
+    except sa_exc.IntegrityError:
         raise
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        raise unavailable(engine.url.render_as_string(hide_password=False), exc) from None
 
 
 def _is_connect_error(exc: sa_exc.DBAPIError) -> bool:
@@ -239,17 +243,24 @@ def _is_connect_error(exc: sa_exc.DBAPIError) -> bool:
     return any(s in text for s in ("connect", "unable to open", "could not translate", "timeout"))
 
 
+def _is_creation_race(exc: sa_exc.DBAPIError) -> bool:
+    """Another process created a table (or its type) between our check and our CREATE."""
+    return isinstance(exc, sa_exc.IntegrityError) or "already exists" in str(exc.orig).lower()
+
+
 def init_db(engine: Engine) -> None:
     """Create the application tables that do not exist yet (idempotent; another process creating
     them at the same moment is waited out, table by table)."""
     import time
 
+    url = engine.url.render_as_string(hide_password=False)
     for attempt in range(5):
         try:
-            with reachable(engine):
-                metadata.create_all(engine, checkfirst=True)
+            metadata.create_all(engine, checkfirst=True)
             return
-        except sa_exc.DBAPIError:
-            if attempt == 4:
-                raise
+        except sa_exc.DBAPIError as exc:
+            if attempt == 4 or not _is_creation_race(exc):
+                raise unavailable(url, exc) from None
             time.sleep(0.05 * (attempt + 1))
+        except sa_exc.TimeoutError as exc:
+            raise unavailable(url, exc) from None

@@ -16,9 +16,10 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,12 +41,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from jobctl import db, keys
+from jobctl import db, keys, redact
 from jobctl.db import UtcDateTime, dead_letters, utcnow
 from jobctl.durations import iso
-from jobctl.errors import NotFound
+from jobctl.errors import NotFound, ServiceUnavailable
 from jobctl.hooks import JobEvent
 from jobctl.jobs import FAILURE_TTL_S, RQ_TIME, decode_data, exc_text
+from jobctl.progress import Tick
 from jobctl.runtime import Runtime
 
 log = logging.getLogger("jobctl.deadletter")
@@ -121,6 +123,7 @@ class Filter:
     older_than_s: float | None = None
     status: str | None = None
     limit: int | None = None
+    error: str | None = None  # a substring of the failure reason (exception class or message), any case
 
     def query(self, now: datetime, newest_first: bool = True) -> Select[Any]:
         """The SELECT of the matching rows."""
@@ -129,6 +132,9 @@ class Filter:
         conds += [t.queue == self.queue] if self.queue else []
         conds += [t.job == self.job] if self.job else []
         conds += [t.status == self.status] if self.status else []
+        if self.error:
+            escaped = self.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(t.error.ilike(f"%{escaped}%", escape="\\"))
         if self.since_s is not None:
             conds.append(t.failed_at >= now - timedelta(seconds=self.since_s))
         if self.older_than_s is not None:
@@ -262,8 +268,8 @@ class DeadLetterStore:
                             .values(status="replayed", replay_job_id=replay_job_id, replayed_at=utcnow()))
             return res.rowcount == 1
 
-    def purge(self, ids: Sequence[int]) -> list[int]:
-        """Mark the open ones of `ids` purged; returns those it changed."""
+    def purge(self, ids: Sequence[int], progress: Tick | None = None) -> list[int]:
+        """Mark the open ones of `ids` purged (one transaction); returns those it changed."""
         t = dead_letters.c
         done: list[int] = []
         with self.conn() as c:
@@ -271,6 +277,8 @@ class DeadLetterStore:
                 stmt = (update(dead_letters).where(t.id.in_(ids[start:start + BATCH]), t.status == "open")
                         .values(status="purged").returning(t.id))
                 done += [r[0] for r in c.execute(stmt)]
+                if progress:
+                    progress(min(start + BATCH, len(ids)), len(ids))
         return sorted(done)
 
     def audit(self, action: str, ids: Sequence[int], detail: str = "") -> None:
@@ -330,8 +338,18 @@ def _mark(rt: Runtime, level: str, job_id: str, entry_id: int) -> None:
         pipe.execute()
 
 
+def scrubbed(rt: Runtime, f: Failure) -> Failure:
+    """The failure with every configured secret masked in its error and traceback (`jobctl.redact`)."""
+    r = redact.for_settings(rt.settings)
+    return replace(f, error=r(f.error), traceback=r.scrub(f.traceback))
+
+
 def capture(rt: Runtime, event: JobEvent) -> int:
-    """Record one dead-lettered job (from the worker hook); returns the entry id."""
+    """Record one dead-lettered job (from the worker hook); returns the entry id.
+
+    ServiceUnavailable when the database is down; the failure is not lost: a job hash stays in RQ's
+    failed registry, unmarked, and a failure with no hash (a refused key) is kept in
+    `keys.unrecorded()`, both recorded by the next `reconcile`."""
     try:
         h = rt.redis.hgetall(keys.job(event.job_id))
     except redis.ResponseError:  # the key is not a hash (refused as such): the event says all there is
@@ -342,34 +360,118 @@ def capture(rt: Runtime, event: JobEvent) -> int:
     else:
         level, f = event.queue, Failure(event.queue, event.job, event.job_id, event.payload, event.error or "",
                                         event.traceback, event.attempt, utcnow())
-    entry_id, _new = store_for(rt).record(f)
+    f = scrubbed(rt, f)
+    try:
+        entry_id, _new = store_for(rt).record(f)
+    except ServiceUnavailable:
+        if not h:
+            rt.redis.rpush(keys.unrecorded(), _to_json(f))
+        raise
     if h:  # never touch a key that is not a job hash (or no longer exists)
         _mark(rt, level, event.job_id, entry_id)
     return entry_id
 
 
-class DeadLetterHook:
-    """Worker hook: every dead-lettered job becomes one open dead-letter entry."""
+def _to_json(f: Failure) -> str:
+    return json.dumps(asdict(f) | {"failed_at": f.failed_at.isoformat()})
 
-    def __init__(self, rt: Runtime) -> None:
+
+def _from_json(text: Any) -> Failure | None:
+    try:
+        doc = json.loads(_text(text))
+        return Failure(**doc | {"failed_at": datetime.fromisoformat(doc["failed_at"])})
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+class DeadLetterHook:
+    """Worker hook: every dead-lettered job becomes one open dead-letter entry.
+
+    While the database is down it logs one line per job, and once each that the outage started and
+    ended; what it could not write stays in Redis for `reconcile` (see `capture`)."""
+
+    def __init__(self, rt: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
         self.rt = rt
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._missed = 0
 
     def dead_lettered(self, event: JobEvent) -> None:
-        """Record the failure (a failure here is logged; `reconcile` catches up later)."""
-        capture(self.rt, event)
+        """Record the failure; during a database outage, say so in one line."""
+        try:
+            capture(self.rt, event)
+        except ServiceUnavailable as exc:
+            self._outage(event, str(exc))
+            return
+        self._recovered()
+
+    def _outage(self, event: JobEvent, reason: str) -> None:
+        with self._lock:
+            started = self._down_since is None
+            if started:
+                self._down_since, self._missed = self.clock(), 0
+            self._missed += 1
+        if started:
+            log.error("dead-letter store unavailable (%s); failed jobs stay in Redis until it is back, then "
+                      "reconciliation (the pool, or `jobctl dlq sync`) records them", reason)
+        log.warning("dead letter of job %s (%s) not recorded yet: the dead-letter store is unavailable",
+                    event.job_id, event.job)
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._down_since is None:
+                return
+            down_s, missed = self.clock() - self._down_since, self._missed
+            self._down_since = None
+        log.warning("dead-letter store available again after %.0fs; %d dead letter(s) missed meanwhile "
+                    "are recorded by reconciliation", down_s, missed)
 
 
-def reconcile(rt: Runtime, limit: int | None = None) -> int:
-    """Record failed jobs in RQ's failed registries not yet in the store (at most about `limit`
-    per call, so a worker's supervisor never stalls on a backlog); returns how many."""
+def reconcile(rt: Runtime, limit: int | None = None, progress: Tick | None = None) -> int:
+    """Record failed jobs in RQ's failed registries not yet in the store, and the failures the hook
+    kept in `keys.unrecorded()` (at most about `limit` per call, so a worker's supervisor never
+    stalls on a backlog); returns how many. `progress(done, total)` follows the failures read."""
     store = store_for(rt)
     settle_requeued(rt, store)
+    levels = [level for policy in rt.settings.queues.policies for _p, level in policy.levels()]
+    seen = [0]
+    total = _unrecorded_count(rt, levels) if progress else 0
+
+    def tick(n: int) -> None:
+        seen[0] += n
+        if progress:
+            progress(seen[0], max(total, seen[0]))
+
+    recorded = _record_kept(rt, store, tick)
+    for level in levels:
+        if limit is not None and recorded >= limit:
+            return recorded
+        recorded += _reconcile_level(rt, store, level, None if limit is None else limit - recorded, tick)
+    return recorded
+
+
+def _unrecorded_count(rt: Runtime, levels: Sequence[str]) -> int:
+    """How many failures a full reconciliation reads (for a progress bar)."""
+    floor = f"({rt.redis.time()[0] + REDIS_KEEP_S + 86400}"
+    with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.llen(keys.unrecorded())
+        for level in levels:
+            pipe.zcount(keys.failed(level), floor, "+inf")
+        return sum(int(n) for n in pipe.execute())
+
+
+def _record_kept(rt: Runtime, store: DeadLetterStore, tick: Callable[[int], None]) -> int:
+    """Record the failures the hook kept in Redis while the database was down (each removed once
+    recorded, so a crash in between only records it again, which is a no-op)."""
     recorded = 0
-    for policy in rt.settings.queues.policies:
-        for _p, level in policy.levels():
-            if limit is not None and recorded >= limit:
-                return recorded
-            recorded += _reconcile_level(rt, store, level, None if limit is None else limit - recorded)
+    while items := rt.redis.lrange(keys.unrecorded(), 0, BATCH - 1):
+        for item in items:
+            f = _from_json(item)
+            if f is not None:
+                recorded += store.record(scrubbed(rt, f))[1]
+            rt.redis.lrem(keys.unrecorded(), 1, item)  # type: ignore[arg-type]  # bytes as read
+        tick(len(items))
     return recorded
 
 
@@ -416,7 +518,8 @@ def _count_failed(rt: Runtime, queue: str, now_s: int) -> None:
         pipe.execute()
 
 
-def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: int | None = None) -> int:
+def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: int | None = None,
+                     tick: Callable[[int], None] = lambda _n: None) -> int:
     fk = keys.failed(level)
     now_s = rt.redis.time()[0]
     rt.redis.zremrangebyscore(fk, "-inf", now_s)  # recorded copies past their expiry
@@ -439,8 +542,9 @@ def _reconcile_level(rt: Runtime, store: DeadLetterStore, level: str, budget: in
             failure = failure_from_hash(rt, job_id, level, h)
             if not h.get(b"jc_error"):  # failed outside jobctl: RQ keeps its reason in the result stream
                 failure = _with_rq_reason(rt, failure, has_time=bool(h.get(b"ended_at")))
-            entry_id, new = store.record(failure)
+            entry_id, new = store.record(scrubbed(rt, failure))
             _mark(rt, level, job_id, entry_id)
             if new and not h.get(b"jc_error"):  # failed by a foreign worker (plain `rq worker`): count it too
                 _count_failed(rt, failure.queue, now_s)
             recorded += new
+        tick(len(ids))

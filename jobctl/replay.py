@@ -1,11 +1,26 @@
-"""Replay and purge of dead letters: claimed atomically in the database first, so an entry is never
-enqueued twice even when two replays run at once; every action is audited."""
+"""Replay and purge of dead letters (the functions `jobctl dlq` and the dashboard call).
+
+Order of a replay, per open entry (oldest first):
+
+1. `check`: the queue and job name are still configured and the payload still validates, the same
+   checks `enqueue` makes. A dry run stops here, so it reports exactly what the real run would do.
+2. Pace: with a `rate`, entry n is not enqueued before `start + n / rate` (the clock and sleep are
+   arguments, so tests and the dashboard can pass their own).
+3. Enqueue under the entry's deterministic job id `dlq-<id>` (so enqueueing is idempotent), then
+   claim the entry in the database (`open` -> `replayed`). A replay interrupted between the two
+   leaves the entry open with its job queued; the next replay finds the job a duplicate and claims.
+   Two replays running at once share one job, and only one claims.
+4. Audit every replayed entry in one record.
+
+Entries RQ's tools requeued meanwhile are settled first. `progress(done, total)` follows the entries.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -13,18 +28,21 @@ from jobctl.control import cancel_job
 from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, settle_requeued, store_for
 from jobctl.errors import JobctlError
 from jobctl.producer import enqueue
+from jobctl.progress import Tick
+from jobctl.queues import RateLimit
 from jobctl.runtime import Runtime
 
 
 def select_open(rt: Runtime, flt: Filter) -> tuple[list[Entry], list[Outcome]]:
-    """Entries a replay or purge would act on (open ones), and skipped outcomes for named others."""
+    """Entries a replay or purge would act on (open ones, oldest first), and skipped outcomes for
+    named entries that are not open."""
     store = store_for(rt)
     if flt.ids:
         chosen = store.get(flt.ids)
     else:
         chosen = store.entries(Filter(queue=flt.queue, job=flt.job, since_s=flt.since_s,
-                                      older_than_s=flt.older_than_s, status="open", limit=flt.limit),
-                               newest_first=False)
+                                      older_than_s=flt.older_than_s, status="open", limit=flt.limit,
+                                      error=flt.error), newest_first=False)
     skipped = [Outcome(e.id, e.queue, e.job, "skipped", e.replay_job_id, f"already {e.status}")
                for e in chosen if e.status != "open"]
     return [e for e in chosen if e.status == "open"], skipped
@@ -35,26 +53,68 @@ def replay_id(entry_id: int) -> str:
     return f"dlq-{entry_id}"
 
 
-def replay(rt: Runtime, flt: Filter, dry_run: bool = False) -> list[Outcome]:
+def check(rt: Runtime, e: Entry) -> str | None:
+    """Why this entry cannot be replayed now (the checks `enqueue` makes), or None."""
+    try:
+        rt.settings.queues.check_job(e.queue, e.job)
+        rt.settings.queues.validate(e.job, e.data)
+    except JobctlError as exc:
+        return str(exc)
+    return None
+
+
+class Pacer:
+    """Spaces calls `1 / rate` apart on the clock given (no rate: never waits)."""
+
+    def __init__(self, rate: RateLimit | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval_s = rate.per_s / rate.limit if rate else 0.0
+        self.clock, self.sleep = clock, sleep
+        self.start: float | None = None
+        self.count = 0
+
+    def wait(self) -> None:
+        """Return when the next call is due."""
+        if not self.interval_s:
+            return
+        now = self.clock()
+        if self.start is None:
+            self.start = now
+        due = self.start + self.count * self.interval_s
+        if due > now:
+            self.sleep(due - now)
+        self.count += 1
+
+
+def replay(rt: Runtime, flt: Filter, dry_run: bool = False, *, rate: RateLimit | None = None,
+           progress: Tick | None = None, clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> list[Outcome]:
     """Re-enqueue open entries' payloads on their queues with fresh attempts, then mark them.
 
-    The replay job id is derived from the entry, so enqueueing first is idempotent: two replays
-    running at once share one job, and a replay interrupted between the enqueue and the mark
-    leaves the entry open with its job already queued (the next replay finds it a duplicate)
-    instead of marked `replayed` with no job. Entries RQ's tools requeued meanwhile are settled first."""
+    `flt` selects entries (ids, queue, job, age, `error` substring, limit). With `dry_run` nothing
+    changes: each entry is checked as the real run checks it, giving "would replay" or "failed".
+    `rate` (e.g. `RateLimit(50)` = 50/s) paces the enqueues by `clock`/`sleep`. Returns one Outcome
+    per entry (replayed, would replay, skipped, failed), sorted by id; see the module docstring."""
     if not dry_run:
         settle_requeued(rt, store_for(rt))
     todo, out = select_open(rt, flt)
-    if dry_run:
-        return [Outcome(e.id, e.queue, e.job, "would replay", replay_id(e.id)) for e in todo] + out
-    if todo:
+    if todo and not dry_run:
         rt.redis.ping()  # an unreachable Redis fails the command before anything changes
-    store = store_for(rt)
-    for e in todo:
-        out.append(_replay_one(rt, store, e))
-    done = [o.id for o in out if o.action == "replayed"]
+    store, pacer = store_for(rt), Pacer(rate, clock, sleep)
+    for n, e in enumerate(todo, 1):
+        reason = check(rt, e)
+        if reason is not None:
+            out.append(Outcome(e.id, e.queue, e.job, "failed", None, reason))
+        elif dry_run:
+            out.append(Outcome(e.id, e.queue, e.job, "would replay", replay_id(e.id)))
+        else:
+            pacer.wait()
+            out.append(_replay_one(rt, store, e))
+        if progress:
+            progress(n, len(todo))
+    done = {o.id: o.replay_job_id for o in out if o.action == "replayed"}
     if done:
-        store.audit("replay", done, json.dumps({o.id: o.replay_job_id for o in out if o.action == "replayed"}))
+        store.audit("replay", list(done), json.dumps(done))
     return sorted(out, key=lambda o: o.id)
 
 
@@ -76,10 +136,11 @@ def _replay_one(rt: Runtime, store: DeadLetterStore, e: Entry) -> Outcome:
     return Outcome(e.id, e.queue, e.job, "skipped", None, f"{now[0].status if now else 'gone'} meanwhile")
 
 
-def purge(rt: Runtime, entries: Sequence[Entry]) -> list[int]:
-    """Mark these entries purged (open ones only) and audit it; returns the ids purged."""
+def purge(rt: Runtime, entries: Sequence[Entry], progress: Tick | None = None) -> list[int]:
+    """Mark these entries purged (open ones only) and audit it; returns the ids purged.
+    `progress(done, total)` follows the batches written."""
     store = store_for(rt)
-    done = store.purge([e.id for e in entries])
+    done = store.purge([e.id for e in entries], progress)
     if done:
         store.audit("purge", done)
     return done

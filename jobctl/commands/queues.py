@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jobctl import control, render
+from jobctl import control, progress, render
 from jobctl.errors import UsageError
 from jobctl.runtime import Runtime
 
@@ -68,4 +68,6 @@ def empty(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue na
     ctx.obj.settings.queues.get(name)
     if not yes:
         raise UsageError(f"emptying {name} deletes its waiting jobs; add --yes to confirm")
-    typer.echo(f"removed {control.empty_queue(ctx.obj, name)} waiting job(s) from {name}")
+    with progress.bar(f"emptying {name}") as tick:
+        removed = control.empty_queue(ctx.obj, name, progress=tick)
+    typer.echo(f"removed {removed} waiting job(s) from {name}")

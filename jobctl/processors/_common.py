@@ -24,8 +24,27 @@ MAX_RETRY_AFTER_S = 3600.0
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+EXCERPT_CHARS = 1000  # of an error answer, kept with the dead letter (the error line holds 200)
+
+
 class HttpDeferred(Exception):
-    """A remote HTTP service failed in a way worth retrying (5xx, 408, network)."""
+    """A remote HTTP service failed in a way worth retrying (5xx, 408, network); an HTTP answer's
+    status and excerpt ride along (`http_status`, `http_excerpt`) for the dead letter's traceback."""
+
+    def __init__(self, reason: str, status: int | None = None, excerpt: str = "") -> None:
+        super().__init__(reason)
+        self.http_status = status
+        self.http_excerpt = excerpt
+
+
+class HttpRefused(PermanentFailure):
+    """A remote HTTP service refused the request (4xx but 408/429): not retried; keeps the status and
+    a bounded excerpt of the answer for the dead letter's traceback."""
+
+    def __init__(self, reason: str, status: int, excerpt: str) -> None:
+        super().__init__(reason)
+        self.http_status = status
+        self.http_excerpt = excerpt
 
 
 def parse(model: type[M], payload: object) -> M:
@@ -60,7 +79,7 @@ def retry_after_s(value: str | None, now: datetime, default: float = DEFAULT_RET
 
 def check_response(resp: requests.Response, service: str, throttle_queue: bool = False) -> None:
     """Nothing on 2xx; RetryLater on 429 (with `throttle_queue`, the whole queue pauses for
-    Retry-After); HttpDeferred on 408/5xx; PermanentFailure on other codes."""
+    Retry-After); HttpDeferred on 408/5xx; HttpRefused (a PermanentFailure) on other codes."""
     status = resp.status_code
     if 200 <= status < 300:
         return
@@ -68,9 +87,10 @@ def check_response(resp: requests.Response, service: str, throttle_queue: bool =
     if status == 429:
         raise RetryLater(retry_after_s(resp.headers.get("Retry-After"), datetime.now(UTC)), detail,
                          throttle_queue=throttle_queue)
+    excerpt = resp.text[:EXCERPT_CHARS]
     if status == 408 or status >= 500:
-        raise HttpDeferred(detail)
-    raise PermanentFailure(detail)
+        raise HttpDeferred(detail, status, excerpt)
+    raise HttpRefused(detail, status, excerpt)
 
 
 def post(session: requests.Session, url: str, service: str, **kwargs: object) -> requests.Response:

@@ -59,7 +59,7 @@ def test_show_and_unknown_id(env: dict[str, str], rt: Runtime) -> None:
 
 def test_replay_needs_a_selector_and_knows_queues(env: dict[str, str]) -> None:
     r = jobctl(env, "dlq", "replay")
-    usage = "error: choose entries: give ids, or --all, --queue or --job\n"
+    usage = "error: choose entries: give ids, or --all, --queue, --job or --error\n"
     assert (r.returncode, r.stdout, r.stderr) == (2, "", usage)
     r = jobctl(env, "dlq", "replay", "--queue", "nope")
     assert r.returncode == 2

@@ -1,0 +1,260 @@
+"""Dead letters when things go wrong (issues 12 and 13), on real Redis and SQLite/PostgreSQL:
+a read-only store (one line, exit 4, nothing lost), the hook during an outage, dry runs that check
+what the real replay checks, the `--error` filter, paced replays, and dead-letter counts in stats
+and health."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import make_url
+
+from jobctl import config, db, keys
+from jobctl import deadletter as dl
+from jobctl import replay as rp
+from jobctl.config import Settings
+from jobctl.errors import PermanentFailure, ServiceUnavailable
+from jobctl.hooks import Hooks
+from jobctl.producer import enqueue
+from jobctl.queues import RateLimit
+from jobctl.runtime import Runtime
+from jobctl.worker import Runner
+from tests.support.cli import jobctl
+
+QUEUE, JOB = "image-processing", "process-image"
+PAYLOAD = {"userId": "u1", "originalPath": "in/a.jpg", "targetPath": "out/a.jpg", "maxWidth": 100,
+           "maxHeight": 100, "quality": 80}
+PG_PASSWORD = "pg-s3cret-Zq7"
+
+
+@pytest.fixture
+def database_url(database_url: str) -> str:
+    """The shared fixture's URL, with a password on PostgreSQL (trust auth ignores it) to check masking."""
+    return database_url.replace("postgres@", f"postgres:{PG_PASSWORD}@", 1)
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path, database_url: str) -> Settings:
+    """Settings on the test Redis and database."""
+    env = {"JOBCTL_REDIS_URL": redis_url, "JOBCTL_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path),
+           "JOBCTL_DATABASE_URL": database_url}
+    return config.load(env=env, cwd=tmp_path)
+
+
+@contextmanager
+def read_only(url: str) -> Iterator[str]:
+    """The same store, made read-only: SQLite's files immutable (chattr +i, as a read-only remount
+    leaves them); PostgreSQL sessions in read-only transactions. Yields the URL to use meanwhile."""
+    if not url.startswith("sqlite"):
+        yield url.replace("options=", "options=-cdefault_transaction_read_only%3Don%20", 1)
+        return
+    path = str(make_url(url).database)
+    db.dispose_engines()  # close pooled connections first: a fresh one opens the file read-only
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", path], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here (needs root on ext4/xfs)")
+    try:
+        yield url
+    finally:
+        db.dispose_engines()
+        subprocess.run(["chattr", "-i", path], check=True)
+
+
+def permanent(_payload: dict[str, Any], _ctx: Any) -> None:
+    """Fails at once."""
+    raise PermanentFailure("origin answered 404")
+
+
+def run(rt: Runtime, hooks: list[object]) -> None:
+    """Run image-processing in this process until empty."""
+    Runner(rt, [QUEUE], processors={JOB: permanent}, services=object(), hooks=Hooks(hooks)).work(burst=True)
+
+
+def record(rt: Runtime, error: str = "err", payload: dict[str, Any] | None = None, job: str = JOB,
+           age: timedelta = timedelta(0)) -> int:
+    """One recorded failure."""
+    f = dl.Failure(QUEUE, job, str(uuid.uuid4()), PAYLOAD if payload is None else payload, error, None, 1,
+                   datetime.now(UTC) - age)
+    return dl.store_for(rt).record(f)[0]
+
+
+# -- database faults ------------------------------------------------------------------------------
+
+
+def test_sync_on_a_read_only_store_is_one_line_exit_4_and_records_later(
+        rt: Runtime, cli_env: dict[str, str], database_url: str) -> None:
+    dl.store_for(rt).ready()
+    job = enqueue(rt, QUEUE, JOB, PAYLOAD)
+    run(rt, [])  # no hook: the failure is only in RQ's failed registry, as after an outage
+    env = cli_env | {"JOBCTL_DATABASE_URL": database_url}
+    with read_only(database_url) as ro:
+        r = jobctl(env | {"JOBCTL_DATABASE_URL": ro}, "dlq", "sync")
+    assert (r.returncode, r.stdout) == (4, "")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and PG_PASSWORD not in r.stderr
+    assert r.stderr.startswith(f"error: database failed at {db.masked(ro)}: ")
+    assert "read-only" in r.stderr or "readonly" in r.stderr
+    r = jobctl(env, "dlq", "sync")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "recorded 1 new dead letter(s)\n", "")
+    assert [e.job_id for e in dl.store_for(rt).entries(dl.Filter())] == [job.id]
+
+
+def test_store_errors_are_service_unavailable_naming_the_masked_database(rt: Runtime, database_url: str) -> None:
+    dl.store_for(rt).ready()
+    with read_only(database_url) as ro:
+        store = dl.DeadLetterStore(db.engine_for(ro))
+        with pytest.raises(ServiceUnavailable) as info:
+            store.record(dl.Failure(QUEUE, JOB, "j1", PAYLOAD, "e", None, 1, datetime.now(UTC)))
+    assert str(info.value).startswith(f"database failed at {db.masked(ro)}: ")
+    assert PG_PASSWORD not in str(info.value) and "[SQL:" not in str(info.value)  # no statement, no parameters
+
+
+def test_the_hook_during_an_outage_logs_one_line_per_job_and_loses_nothing(
+        rt: Runtime, settings: Settings, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    dl.store_for(rt).ready()
+    jobs = [enqueue(rt, QUEUE, JOB, PAYLOAD).id for _ in range(3)]
+    rt.redis.set(keys.job("garbage-1"), "not a hash")  # refused at take: no job hash keeps its failure
+    rt.redis.rpush(keys.queue_list(QUEUE), "garbage-1")
+    caplog.set_level(logging.INFO)
+    with read_only(database_url) as ro:
+        hook = dl.DeadLetterHook(Runtime(dataclasses.replace(settings, database_url=ro)))
+        run(rt, [hook])
+    during = [r for r in caplog.records if r.name.startswith("jobctl")]
+    assert not any(r.exc_info for r in during)  # no traceback at all
+    started = [r for r in during if "dead-letter store unavailable" in r.getMessage()]
+    per_job = [r for r in during if "not recorded yet" in r.getMessage()]
+    assert len(started) == 1 and db.masked(ro) in started[0].getMessage()
+    assert sorted(str(r.args[0]) for r in per_job) == sorted([*jobs, "garbage-1"])  # type: ignore[index]
+    assert all(PG_PASSWORD not in r.getMessage() for r in during)
+    assert dl.store_for(rt).entries(dl.Filter()) == [] and rt.redis.llen(keys.unrecorded()) == 1
+
+    caplog.clear()
+    hook.rt = rt  # the database is back
+    late = enqueue(rt, QUEUE, JOB, PAYLOAD).id
+    run(rt, [hook])
+    ended = [r for r in caplog.records if "available again" in r.getMessage()]
+    assert len(ended) == 1 and "4 dead letter(s) missed" in ended[0].getMessage()
+    assert dl.reconcile(rt) == 4
+    assert sorted(e.job_id for e in dl.store_for(rt).entries(dl.Filter())) == sorted([*jobs, "garbage-1", late])
+    assert rt.redis.llen(keys.unrecorded()) == 0 and dl.reconcile(rt) == 0
+
+
+# -- replay: dry runs check, filters, pacing --------------------------------------------------------
+
+
+def test_a_dry_run_reports_what_the_real_replay_refuses(rt: Runtime) -> None:
+    good = record(rt)
+    bad = record(rt, payload={"userId": "u1"})
+    gone = record(rt, job="resize-gif")  # no longer a job of any queue
+    dry = {o.id: o for o in rp.replay(rt, dl.Filter(queue=QUEUE), dry_run=True)}
+    assert dry[good].action == "would replay"
+    assert (dry[bad].action, dry[gone].action) == ("failed", "failed")
+    assert "originalPath" in (dry[bad].reason or "") and "resize-gif" in (dry[gone].reason or "")
+    assert rt.redis.dbsize() == 0 and {e.status for e in dl.store_for(rt).entries(dl.Filter())} == {"open"}
+    real = {o.id: o for o in rp.replay(rt, dl.Filter(queue=QUEUE))}
+    assert {i: (o.action, o.reason) for i, o in real.items() if i != good} == \
+        {i: (o.action, o.reason) for i, o in dry.items() if i != good}
+    assert real[good].action == "replayed"
+
+
+def test_cli_dry_run_fails_like_the_replay_would(rt: Runtime, cli_env: dict[str, str], database_url: str) -> None:
+    bad = record(rt, payload={"userId": "u1"})
+    r = jobctl(cli_env | {"JOBCTL_DATABASE_URL": database_url}, "dlq", "replay", "--all", "--dry-run", "--json")
+    assert r.returncode == 1 and r.stderr.startswith(f"error: 1 of 1 replay(s) would fail: {bad}: invalid payload")
+    doc = json.loads(r.stdout)
+    assert (doc["dry_run"], doc["failed"], doc["entries"][0]["action"]) == (True, 1, "failed")
+
+
+def test_error_filter_matches_class_or_message_in_any_case_literally(rt: Runtime) -> None:
+    boom = record(rt, "RuntimeError: boom (attempt 2 of 2)")
+    http = record(rt, "permanent failure: webhook endpoint answered HTTP 400: 'nope'")
+    odd = record(rt, "ValueError: 100%_done")
+    decoy = record(rt, "ValueError: 100 percent done")
+
+    def ids(text: str) -> set[int]:
+        return {e.id for e in dl.store_for(rt).entries(dl.Filter(error=text))}
+
+    assert ids("runtimeerror") == {boom}
+    assert ids("HTTP 400") == {http}
+    assert ids("100%_") == {odd}  # % and _ are text, not wildcards
+    assert ids("ValueError") == {odd, decoy}
+    out = rp.replay(rt, dl.Filter(error="http 400"))
+    assert [(o.id, o.action) for o in out] == [(http, "replayed")]
+
+
+def test_replay_is_paced_by_the_clock_given(rt: Runtime) -> None:
+    ids = [record(rt, age=timedelta(minutes=10 - i)) for i in range(5)]
+    now = [1000.0]
+    sleeps: list[float] = []
+    at: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        now[0] += s
+
+    out = rp.replay(rt, dl.Filter(queue=QUEUE), rate=RateLimit(2), clock=lambda: now[0], sleep=sleep,
+                    progress=lambda done, total: at.append(now[0]))
+    assert [o.action for o in out] == ["replayed"] * 5 and [o.id for o in out] == ids
+    assert at == [1000.0, 1000.5, 1001.0, 1001.5, 1002.0]  # 2 per second, from the first
+    assert sum(sleeps) == pytest.approx(2.0)
+    assert rt.redis.llen(keys.queue_list(QUEUE)) == 5
+
+
+def test_pacer_does_not_sleep_when_the_work_itself_is_slower() -> None:
+    ticks = iter([0.0, 0.7, 1.4, 1.45])
+    sleeps: list[float] = []
+    pacer = rp.Pacer(RateLimit(30, 60.0), clock=lambda: next(ticks), sleep=sleeps.append)  # one per 2 s
+    for _ in range(4):
+        pacer.wait()
+    assert sleeps == pytest.approx([1.3, 2.6, 4.55])
+    unpaced = rp.Pacer(None, clock=lambda: pytest.fail("no rate: never reads the clock"), sleep=sleeps.append)
+    unpaced.wait()
+
+
+def test_cli_rate_and_error_options(rt: Runtime, cli_env: dict[str, str], database_url: str) -> None:
+    env = cli_env | {"JOBCTL_DATABASE_URL": database_url}
+    http = record(rt, "permanent failure: webhook endpoint answered HTTP 400")
+    record(rt, "RuntimeError: boom")
+    r = jobctl(env, "dlq", "replay", "--all", "--rate", "fast")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        2, "", "error: --rate 'fast' is not N/s, N/m or N/h with N >= 1 (e.g. 50/s)\n")
+    r = jobctl(env, "dlq", "replay", "--error", "HTTP 400", "--rate", "100/s", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(e["id"], e["action"]) for e in json.loads(r.stdout)["entries"]] == [(http, "replayed")]
+    r = jobctl(env, "dlq", "list", "--error", "boom", "--json")
+    assert [d["error"] for d in json.loads(r.stdout)] == ["RuntimeError: boom"]
+
+
+# -- counts in stats and health -------------------------------------------------------------------
+
+
+def test_stats_count_zero_before_the_tables_exist(cli_env: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")  # a database file with no tables yet
+    for url in (f"sqlite:///{tmp_path / 'none.db'}", f"sqlite:///{empty}"):
+        r = jobctl(cli_env | {"JOBCTL_DATABASE_URL": url}, "stats", "--json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert {q["dead_letters"] for q in doc["queues"]} == {0} and doc["database_error"] is None
+    assert not (tmp_path / "none.db").exists()  # reading stats creates no database
+
+
+def test_stats_and_health_say_when_the_database_cannot_be_read(cli_env: dict[str, str]) -> None:
+    env = cli_env | {"JOBCTL_DATABASE_URL": "postgresql://jobctl:db-s3cret@127.0.0.1:1/app"}
+    r = jobctl(env, "stats", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and {q["dead_letters"] for q in doc["queues"]} == {None}
+    assert doc["database_error"].startswith("database unreachable at postgresql://jobctl:****@127.0.0.1:1/app")
+    r = jobctl(env, "health", "--json")
+    (check,) = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "dead_letters"]
+    assert r.returncode == 2 and check["status"] == "CRITICAL" and "db-s3cret" not in r.stdout
+    assert check["database_error"] == doc["database_error"]
