@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,11 +64,13 @@ def register_queues(rt: Runtime, names: list[str] | None = None) -> None:
     rt.redis.sadd(keys.queues_set(), *(keys.queue_list(p.level()) for p in policies))
 
 
-def empty_queue(rt: Runtime, name: str) -> int:
-    """Delete every waiting job of a queue (all priority levels); returns how many."""
+def empty_queue(rt: Runtime, name: str, progress: Callable[[int, int], None] | None = None) -> int:
+    """Delete every waiting job of a queue (all priority levels); returns how many.
+    `progress(done, total)` follows the batches deleted."""
     removed = 0
-    for _p, level in rt.settings.queues.get(name).levels():
-        lk = keys.queue_list(level)
+    levels = [keys.queue_list(level) for _p, level in rt.settings.queues.get(name).levels()]
+    total = sum(rt.redis.llen(lk) for lk in levels) if progress else 0
+    for lk in levels:
         while True:
             ids = rt.redis.lpop(lk, 1000)
             if not ids:
@@ -77,6 +80,8 @@ def empty_queue(rt: Runtime, name: str) -> int:
                     pipe.delete(keys.job(_s(jid)))
                 pipe.execute()
             removed += len(ids)
+            if progress:
+                progress(removed, max(total, removed))
     return removed
 
 

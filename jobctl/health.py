@@ -119,8 +119,9 @@ def _rq_check(snap: metrics.Snapshot) -> Check:
 
 
 def _dead_letter_check(snap: metrics.Snapshot) -> Check:
-    if snap.dead_letters_error:
-        return Check("dead_letters", "UNKNOWN", snap.dead_letters_error)
+    if snap.dead_letters_error:  # a required service: dead letters can be neither recorded nor counted
+        return Check("dead_letters", "CRITICAL", f"{snap.dead_letters_error} (dead letters cannot be recorded)",
+                     {"database_error": snap.dead_letters_error})
     recent = {q.name: q.dead_letters_1h for q in snap.queues if q.dead_letters_1h}
     opened = sum(q.dead_letters or 0 for q in snap.queues)
     if any(q.dead_letters is None for q in snap.queues):

@@ -22,7 +22,7 @@ a queue name to a prefix passed in from here (`keys.job("")` etc.), so every key
 | `jobctl:marker:{queue}` | zset | wake-up marker: workers block on it when idle |
 | `jobctl:paused` | set | names of paused queues |
 | `jobctl:requeued` | list | "dead-letter id|job id" requeued by RQ's tools, until reconcile settles them |
-| `jobctl:unrecorded` | list | JSON failures with no job hash the dead-letter hook could not write (database down), until reconcile records them |
+| `jobctl:unrecorded` | list | JSON failures with no job hash the database could not take, until reconciled |
 | `jobctl:worker:{name}` | hash | a live worker pool (host, pid, queues, state), expires |
 | `jobctl:workers` | zset | worker pool names -> last heartbeat |
 | `jobctl:active:{runner}` | hash | a runner's running jobs: id -> "level|started (unix s)|timeout s|execution" |

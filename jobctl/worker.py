@@ -30,9 +30,9 @@ from typing import Any
 
 import redis
 
-from jobctl import jobdata, keys, payloads, ratelimit
+from jobctl import jobdata, keys, payloads, ratelimit, redact
 from jobctl.context import JobContext, no_gate
-from jobctl.errors import JobSignal, JobTimeout, PermanentFailure, RetryLater, UsageError
+from jobctl.errors import JobTimeout, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.jobs import FAILURE_TTL_S
 from jobctl.processors import Processor
@@ -45,6 +45,7 @@ from jobctl.slots import KILL_GRACE_S, Slot, Slots
 log = logging.getLogger("jobctl.worker")
 METRICS_TTL_S = 3 * 3600
 IDLE_BLOCK_S = 1.0
+EXCERPT_CHARS = 1000  # of a refusing endpoint's answer, kept with a dead letter's traceback
 RQ_MARGIN_S = 300  # RQ's registry cleanup sees a lease only this long after jobctl would reclaim it
 
 
@@ -118,6 +119,18 @@ def as_text(v: bytes | str) -> str:
 def _exc_string(text: str, tb: str | None) -> str:
     """An error as RQ's result stream stores it: base64 of zlib-compressed text."""
     return base64.b64encode(zlib.compress((f"{tb}\n{text}" if tb else text).encode(errors="replace"))).decode()
+
+
+def last_trace(error: BaseException, tb: str | None) -> str:
+    """The traceback a dead letter keeps: the one raised (the exception line alone when the failure
+    was not raised, e.g. a refused job), then the HTTP status and a bounded excerpt of the answer
+    when a remote endpoint refused the request (`http_status`/`http_excerpt` on the error)."""
+    text = (tb or "".join(traceback.format_exception_only(error))).rstrip()
+    status = getattr(error, "http_status", None)
+    if status is not None:
+        excerpt = str(getattr(error, "http_excerpt", ""))[:EXCERPT_CHARS]
+        text += f"\n\nHTTP status {status}; answer (first {EXCERPT_CHARS} characters):\n{excerpt}"
+    return text
 
 
 def _int(v: Any, default: int) -> int:
@@ -243,7 +256,9 @@ class Runner:
         else:
             decision = decide(error, job.attempt, job.max_attempts, policy.backoff, job.retry_later_streak)
         action = "requeue" if requeue else ("retry" if decision.action == "retry" else "dead")
-        text = decision.reason if action == "dead" else f"{type(error).__name__}: {error}"
+        redactor = redact.for_settings(self.settings)  # error text is stored and logged: no secret in it
+        text = redactor(decision.reason if action == "dead" else f"{type(error).__name__}: {error}")
+        tb = redactor.scrub(last_trace(error, tb) if action == "dead" else tb)
         owner = owner or self.name
         ok = self._retrying(lambda: self.rt.scripts.run(Fail(
             active_key=keys.active(owner), job_id=job.id, member=job.member, level=job.level, queue=job.queue,
@@ -331,7 +346,7 @@ class Runner:
             if not isinstance(exc, Exception | JobTimeout):
                 self.fail(job, RuntimeError("worker interrupted"), None, requeue=True)
                 raise
-            self._apply_failure(job, exc, None if isinstance(exc, JobSignal) else traceback.format_exc(limit=20))
+            self._apply_failure(job, exc, None if isinstance(exc, RetryLater) else traceback.format_exc(limit=20))
             return None
         return Done(job, text, round((time.perf_counter() - start) * 1000, 3),
                     base64.b64encode(text.encode()).decode())
