@@ -27,6 +27,14 @@ MAX_SELECTION = 1000  # dead letters one replay or purge form may carry
 LATENCY_FIELDS = ("p50_ms_1h", "p95_ms_1h", "p99_ms_1h")  # shown when the snapshot has them
 
 
+def _local(path: str) -> str | None:
+    """A path of this dashboard given as `/queues/x?...` (relative to its mount point), made absolute under
+    the mount point; None for anything that could leave it (`//host`, `/\\host`, a scheme)."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or ":" in path.split("?")[0]:
+        return None
+    return request.script_root + path
+
+
 def _actor() -> str:
     return f"{user()} via dashboard"
 
@@ -96,8 +104,7 @@ def set_paused(name: str, pause: bool) -> Response:
     control.set_paused(state().rt, [name], pause)
     _audit("pause" if pause else "resume", {"queues": [name]})
     flash(f"{'paused' if pause else 'resumed'}: {name}", "ok")
-    back = request.form.get("back", "")
-    return redirect(back if back.startswith("/") and not back.startswith("//") else url_for("queues"))
+    return redirect(_local(request.form.get("back", "")) or url_for("queues"))
 
 
 def _filter(args: Any, default_status: str | None = "open") -> tuple[dl.Filter, dict[str, str]]:
@@ -228,8 +235,7 @@ def login() -> Any:
         session.clear()
         session.update(user=name, at=time.time())
         log.info("%s signed in from %s", name, request.remote_addr)
-        nxt = request.args.get("next", "")
-        return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("queues"))
+        return redirect(_local(request.args.get("next", "")) or url_for("queues"))
     return render_template("login.html", error=None)
 
 

@@ -18,7 +18,7 @@ from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 from jobctl.web import create_app, create_asgi_app
 from tests.support.jobs import PUSH
-from tests.web.conftest import Served, csrf_of, free_port, origin_of, signed_in
+from tests.web.conftest import PASSWORD, USER, Served, csrf_of, free_port, origin_of, signed_in
 
 PREFIX = "/admin/queues"
 
@@ -37,6 +37,21 @@ def _check_mounted(base: str, rt: Runtime) -> None:
                headers={"Origin": origin_of(base)}, timeout=10, allow_redirects=False)
     assert r.status_code == 302 and r.headers["Location"].endswith(f"{PREFIX}/")
     assert control.paused(rt) == {"push"}
+    jobs_page = s.get(f"{base}{PREFIX}/queues/push?state=waiting&size=20", timeout=10)
+    back = s.post(f"{base}{PREFIX}/queues/push/resume", data={"csrf": csrf_of(jobs_page.text),
+                  "back": "/queues/push?state=waiting&size=20"}, headers={"Origin": origin_of(base)}, timeout=10,
+                  allow_redirects=False)
+    assert back.headers["Location"].endswith(f"{PREFIX}/queues/push?state=waiting&size=20")
+    assert control.paused(rt) == set()
+    control.set_paused(rt, ["push"], True)
+    fresh = requests.Session()
+    gate = fresh.get(f"{base}{PREFIX}/dead-letters?queue=push", timeout=10, allow_redirects=False)
+    assert gate.status_code == 302
+    login = fresh.get(gate.headers["Location"] if gate.headers["Location"].startswith("http")
+                      else base + gate.headers["Location"], timeout=10)
+    done = fresh.post(login.url, data={"csrf": csrf_of(login.text), "user": USER, "secret": PASSWORD},
+                      headers={"Origin": origin_of(base)}, timeout=10, allow_redirects=False)
+    assert done.headers["Location"].endswith(f"{PREFIX}/dead-letters?queue=push")
     forged = s.post(f"{base}{PREFIX}/queues/push/resume", data={"csrf": csrf_of(page.text)},
                     headers={"Origin": "http://evil.example"}, timeout=10)
     assert forged.status_code == 403 and control.paused(rt) == {"push"}

@@ -157,3 +157,41 @@ def test_masking() -> None:
         (MASK, MASK, MASK, "Hi")
     assert Masker("none").apply(payload) == payload
     assert Masker("resetUrl").apply(payload)["data"]["resetUrl"] == MASK
+
+
+@pytest.mark.parametrize("nxt", ["//evil.example/x", "/\\evil.example", "https://evil.example/", "/x:y"])
+def test_sign_in_never_redirects_off_the_dashboard(site: str, nxt: str) -> None:
+    s = requests.Session()
+    page = s.get(f"{site}/login", params={"next": nxt}, timeout=10)
+    r = s.post(page.url, data={"csrf": csrf_of(page.text), "user": USER, "secret": PASSWORD},
+               headers={"Origin": origin_of(site)}, timeout=10, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+
+
+def test_masked_payload_and_missing_job(site: str, rt: Runtime) -> None:
+    from jobctl.producer import enqueue
+    from tests.support.jobs import push
+
+    jid = enqueue(rt, "push", "send-push", push(token="tok-very-secret-1", note="visible")).id
+    s = signed_in(site)
+    page = s.get(f"{site}/jobs/{jid}", timeout=10).text
+    assert "tok-very-secret-1" not in page and MASK in page and "visible" in page
+    missing = s.get(f"{site}/jobs/no-such-job", timeout=10)
+    assert missing.status_code == 404 and "no job &#39;no-such-job&#39;" in missing.text  # autoescaped
+    assert s.get(f"{site}/queues/nope", timeout=10).status_code == 400
+    assert s.get(f"{site}/queues/push?state=bogus", timeout=10).status_code == 400
+    assert s.get(f"{site}/dead-letters?since=forever", timeout=10).status_code == 400
+
+
+def test_job_content_is_escaped(site: str, rt: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support.jobs import push
+
+    entry, _ = dl.store_for(rt).record(dl.Failure("push", "send-push", "j-xss", push(x="<img src=x onerror=alert(1)>"),
+                                                  "<script>alert(1)</script>", None, 1, datetime.now(UTC)))
+    s = signed_in(site)
+    for path in ("/dead-letters", f"/dead-letters/{entry}"):
+        page = s.get(f"{site}{path}", timeout=10).text
+        assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+        assert "<img src=x" not in page
