@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from jobctl.errors import ConfigError
-from jobctl.queues import DEFAULT_POLICIES, Registry, override
+from jobctl.queues import DEFAULT_POLICIES, Registry
 
 CONFIG_FILE = "jobctl.toml"
 
@@ -193,7 +193,9 @@ def load(
     for key, (var, low) in _BYTES.items():
         if (raw := env.get(var) or file_settings.get(key)) is not None:
             values[key] = _seconds(str(raw), var if env.get(var) else f"{src}: [settings] {key}", low, "bytes")
-    registry = _queues(doc.get("queues", {}), src)
+    from jobctl import jobtypes
+
+    registry = jobtypes.load(doc, src)  # queues and job types: built-in, installed packages', [queues.*], [jobs.*]
     return Settings(data_dir=data_dir, config_path=path, queues=registry, **values)  # type: ignore[arg-type]
 
 
@@ -202,18 +204,3 @@ def _seconds(raw: str, where: str, low: int, unit: str = "seconds") -> int:
         raise ConfigError(f"{where} must be a whole number of {unit} >= {low}, got {raw!r}")
     return int(raw)
 
-
-def _queues(tables: object, src: str) -> Registry:
-    if not isinstance(tables, dict):
-        raise ConfigError(f"{src}: [queues] must be a table of queue tables")
-    base = Registry(DEFAULT_POLICIES)
-    policies = []
-    for policy in base.policies:
-        fields = tables.get(policy.name, {})
-        if not isinstance(fields, dict):
-            raise ConfigError(f"{src}: [queues.{policy.name}] must be a table")
-        policies.append(override(policy, fields, src) if fields else policy)
-    unknown = sorted(set(tables) - set(base.names()))
-    if unknown:
-        raise ConfigError(f"{src}: unknown queue [queues.{unknown[0]}]; known: {', '.join(base.names())}")
-    return Registry(policies)

@@ -1,4 +1,6 @@
-"""Payload models of every job (SPEC §3), validated at enqueue and again before a job runs."""
+"""Payload models of the built-in jobs (SPEC §3), validated at enqueue and again before a job runs.
+
+Which job uses which model is declared in its job-type record (`jobctl.processors.BUILTINS`)."""
 
 from __future__ import annotations
 
@@ -90,17 +92,6 @@ class Cleanup(_Payload):
     dryRun: StrictBool = False  # noqa: N815
 
 
-MODELS: dict[str, type[_Payload]] = {
-    "send-email": SendEmail,
-    "send-push": SendPush,
-    "process-image": ProcessImage,
-    "retry-webhook": RetryWebhook,
-    "cleanup-audit-logs": Cleanup,
-    "cleanup-notifications": Cleanup,
-    "cleanup-temp-files": Cleanup,
-}
-
-
 def describe(exc: ValidationError) -> str:
     """First error as `field.path: reason`."""
     err = exc.errors()[0]
@@ -113,11 +104,13 @@ def describe(exc: ValidationError) -> str:
     return f"{path}: {msg}"
 
 
-def validate(job_name: str, payload: object) -> dict[str, Any]:
-    """The payload, checked and normalised for `job_name`, or a UsageError naming the field."""
-    model = MODELS.get(job_name)
+def validate(job_name: str, payload: object, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The payload, checked and normalised by `model` (default: the built-in job's), or a UsageError
+    naming the field. A configuration's own jobs: `Registry.validate`."""
     if model is None:
-        raise UsageError(f"unknown job {job_name!r}; known jobs: {', '.join(sorted(MODELS))}")
+        from jobctl.queues import DEFAULT_POLICIES, Registry
+
+        model = Registry(DEFAULT_POLICIES).model(job_name)
     if not isinstance(payload, dict):
         raise UsageError(f"invalid payload for {job_name}: must be a JSON object")
     try:

@@ -142,9 +142,7 @@ class Pool:
         """Import every processor and service module before forking: runners then start their first
         job at once and share those pages copy-on-write."""
         if self.processors is None:
-            from jobctl.processors import registry
-
-            registry()
+            self.settings.queues.processors(self.queues)  # a declaration that cannot be imported: exit 2 now
         import jobctl.services  # noqa: F401
 
     def _tick(self) -> None:

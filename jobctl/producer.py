@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -15,6 +15,9 @@ from jobctl.jobs import encode_data, job_fields, new_id
 from jobctl.queues import QueuePolicy
 from jobctl.runtime import Runtime
 from jobctl.scripts import Enqueue
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 BATCH = 500
 
@@ -91,20 +94,21 @@ def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int
             when: When = When(), job_id: str | None = None) -> Enqueued:
     """Validate and enqueue one job; a second enqueue of a live `job_id` is a `duplicate` no-op."""
     policy = rt.settings.queues.check_job(queue, job)
-    clean = payloads.validate(job, payload)
+    clean = rt.settings.queues.validate(job, payload)
     prio = _check_priority(priority, policy)
     jid = _check_job_id(job_id) if job_id is not None else new_id()
     status = _call(rt, policy, job, clean, prio, when, jid, datetime.now(UTC), fresh_id=job_id is None)
     return Enqueued(jid, queue, job, as_text(status))
 
 
-def validate_many(job: str, items: Sequence[object]) -> list[dict[str, Any]]:
-    """Validate every item; a UsageError names every invalid line (1-based) and nothing is written."""
+def validate_many(job: str, items: Sequence[object], model: type[BaseModel] | None = None) -> list[dict[str, Any]]:
+    """Validate every item (by `model`, default the built-in job's); a UsageError names every invalid line
+    (1-based) and nothing is written."""
     clean: list[dict[str, Any]] = []
     bad: list[str] = []
     for n, item in enumerate(items, 1):
         try:
-            clean.append(payloads.validate(job, item))
+            clean.append(payloads.validate(job, item, model))
         except UsageError as exc:
             bad.append(f"line {n}: {str(exc).removeprefix(f'invalid payload for {job}: ')}")
     if bad:
@@ -121,7 +125,7 @@ def enqueue_many(rt: Runtime, queue: str, job: str, items: Sequence[object], *,
     Fresh UUIDs cannot collide, so bulk writes skip the duplicate check of `enqueue` and push a
     whole batch of ids with one RPUSH (or ZADD when delayed)."""
     policy = rt.settings.queues.check_job(queue, job)
-    clean = validate_many(job, items)
+    clean = validate_many(job, items, rt.settings.queues.model(job))
     prio = _check_priority(priority, policy)
     level = policy.level(prio)
     mode, seconds, absolute = when.args()

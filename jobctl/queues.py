@@ -12,9 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobctl.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from jobctl.jobtypes import JobType
+    from jobctl.processors import Processor
 
 BackoffKind = Literal["exponential", "fixed", "none"]
 PRIORITIES = range(1, 11)
@@ -49,7 +55,7 @@ class QueuePolicy:
     """One queue's defaults."""
 
     name: str
-    jobs: tuple[str, ...]
+    jobs: tuple[str, ...]  # derived from the job types on this queue (jobctl.jobtypes)
     attempts: int = 1
     backoff: Backoff = field(default_factory=Backoff)
     priority: int = 5
@@ -77,17 +83,17 @@ class QueuePolicy:
         return [(p, self.level(p)) for p in PRIORITIES]
 
 
+# The built-in queues. Their job names come from the job-type records (`jobctl.processors.BUILTINS`).
 DEFAULT_POLICIES: tuple[QueuePolicy, ...] = (
-    QueuePolicy("email", ("send-email",), attempts=5, backoff=Backoff("exponential", 3),
+    QueuePolicy("email", (), attempts=5, backoff=Backoff("exponential", 3),
                 priority=1, concurrency=10, timeout_s=30, rate_limit=RateLimit(100, 1.0, "job")),
-    QueuePolicy("push", ("send-push",), attempts=3, backoff=Backoff("exponential", 2),
+    QueuePolicy("push", (), attempts=3, backoff=Backoff("exponential", 2),
                 priority=2, concurrency=20, timeout_s=10, rate_limit=RateLimit(30, 1.0, "queue")),
-    QueuePolicy("image-processing", ("process-image",), attempts=2, backoff=Backoff("fixed", 5),
+    QueuePolicy("image-processing", (), attempts=2, backoff=Backoff("fixed", 5),
                 priority=5, concurrency=5, timeout_s=60),
-    QueuePolicy("webhook-retry", ("retry-webhook",), attempts=10,
+    QueuePolicy("webhook-retry", (), attempts=10,
                 backoff=Backoff("exponential", 5, max_s=3600), priority=3, concurrency=3, timeout_s=30),
-    QueuePolicy("data-cleanup", ("cleanup-audit-logs", "cleanup-notifications", "cleanup-temp-files"),
-                attempts=1, priority=10, concurrency=1, timeout_s=300),
+    QueuePolicy("data-cleanup", (), attempts=1, priority=10, concurrency=1, timeout_s=300),
 )
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*([smh])\s*$")
@@ -103,10 +109,27 @@ def parse_rate(text: str, scope: Literal["queue", "job"] = "queue") -> RateLimit
 
 
 class Registry:
-    """The queues of one configuration, in priority order, with job-name lookup."""
+    """The queues and job types of one configuration, queues in priority order, with job-name lookup.
 
-    def __init__(self, policies: Iterable[QueuePolicy]) -> None:
-        self.policies = tuple(sorted(policies, key=lambda p: p.priority))
+    Each policy's `jobs` is derived from the job types (the built-ins unless `types` is given); a type
+    whose queue is not among the policies is refused."""
+
+    def __init__(self, policies: Iterable[QueuePolicy], types: Iterable[JobType] | None = None) -> None:
+        if types is None:
+            from jobctl.jobtypes import builtin_types
+
+            types = builtin_types()
+        self.types: dict[str, JobType] = {t.name: t for t in types}
+        on: dict[str, list[str]] = {}
+        for t in self.types.values():
+            on.setdefault(t.queue, []).append(t.name)
+        given = list(policies)
+        stray = sorted(set(on) - {p.name for p in given})
+        if stray:
+            t = self.types[on[stray[0]][0]]
+            raise ConfigError(f"{t.source}: [jobs.{t.name}]: unknown queue {t.queue!r}")
+        self.policies = tuple(sorted((replace(p, jobs=tuple(on.get(p.name, ()))) for p in given),
+                                     key=lambda p: p.priority))
         self._by_name = {p.name: p for p in self.policies}
         self._by_job = {j: p for p in self.policies for j in p.jobs}
 
@@ -130,13 +153,48 @@ class Registry:
             raise UsageError(f"unknown job {job_name!r}; known jobs: {known}") from None
 
     def check_job(self, queue: str, job_name: str) -> QueuePolicy:
-        """The queue, after checking the job name belongs to it."""
+        """The policy a new job of `job_name` gets on `queue` (its type's defaults applied), after
+        checking the job name belongs to the queue."""
         policy = self.get(queue)
         if job_name not in policy.jobs:
             raise UsageError(
                 f"unknown job {job_name!r} for queue {queue!r}; known jobs: {', '.join(policy.jobs)}"
             )
-        return policy
+        defaults = self.types[job_name].defaults
+        return replace(policy, **defaults) if defaults else policy  # type: ignore[arg-type]
+
+    def job_type(self, job_name: str) -> JobType:
+        """A job type by name, or a usage error listing the known ones."""
+        self.for_job(job_name)
+        return self.types[job_name]
+
+    def model(self, job_name: str) -> type[BaseModel]:
+        """The payload model of a job (imported on first use)."""
+        return self.job_type(job_name).payload_model()
+
+    def validate(self, job_name: str, payload: object) -> dict[str, Any]:
+        """The payload checked and normalised by its job's model, or a UsageError naming the field.
+        A declared (not built-in) job's processor is imported too: a job that could never run is
+        refused at enqueue, not dead-lettered by every run."""
+        from jobctl import payloads
+
+        t = self.job_type(job_name)
+        if t.source != "jobctl":
+            t.function()
+        return payloads.validate(job_name, payload, t.payload_model())
+
+    def processors(self, queues: Iterable[str] | None = None) -> dict[str, Processor]:
+        """Job name -> processor for some queues (all by default): the only code a worker runs.
+        Imports each one now, so a declaration that cannot be imported fails before any job starts."""
+        wanted = None if queues is None else set(queues)
+        out = {}
+        for p in self.policies:
+            if wanted is None or p.name in wanted:
+                for j in p.jobs:
+                    t = self.types[j]
+                    t.payload_model()
+                    out[j] = t.function()
+        return out
 
     def level_owner(self, level: str) -> tuple[QueuePolicy, int]:
         """The queue and priority of an RQ level name."""

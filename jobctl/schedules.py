@@ -29,6 +29,7 @@ from croniter import croniter
 from jobctl import keys
 from jobctl.durations import iso, parse_instant
 from jobctl.errors import JobctlError, JobSignal, UsageError
+from jobctl.processors import BUILTINS
 from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP_S = 30.0
 CLEANUP_QUEUE = "data-cleanup"
-CLEANUP_TASKS = ("audit-logs", "notifications", "temp-files")
+CLEANUP_TASKS = tuple(t.name.removeprefix("cleanup-") for t in BUILTINS if t.queue == CLEANUP_QUEUE)
 CLEANUP_CRON = "0 2 * * *"
 CLEANUP_GUARD_S = 2 * 86400
 
@@ -282,9 +283,7 @@ def enqueue_cleanup(rt: Runtime, tasks: Sequence[str], day: date) -> list[TaskOu
 
 def run_cleanup(rt: Runtime, tasks: Sequence[str], dry_run: bool = False) -> list[TaskOutcome]:
     """Run cleanup processors in this process; `dry_run` only counts. A job signal marks the task failed."""
-    from jobctl import payloads
     from jobctl.context import JobContext
-    from jobctl.processors import cleanup
     from jobctl.services import Services
 
     services = Services(rt.settings)
@@ -292,11 +291,11 @@ def run_cleanup(rt: Runtime, tasks: Sequence[str], dry_run: bool = False) -> lis
     try:
         for task in tasks:
             job = f"cleanup-{task}"
-            fn = getattr(cleanup, job.replace("-", "_"))
+            fn = rt.settings.queues.job_type(job).function()
             ctx = JobContext(job_id=f"{job}-now", job_name=job, queue=CLEANUP_QUEUE,
                              settings=rt.settings, services=services)
             try:
-                result = fn(payloads.validate(job, {"dryRun": dry_run}), ctx)
+                result = fn(rt.settings.queues.validate(job, {"dryRun": dry_run}), ctx)
             except JobSignal as exc:
                 out.append(TaskOutcome(task, "failed", error=str(exc)))
             else:

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from jobctl import jobdata, keys, payloads, ratelimit, redact
+from jobctl import jobdata, keys, ratelimit, redact
 from jobctl.context import JobContext, no_gate
 from jobctl.errors import JobTimeout, PermanentFailure, RetryLater, UsageError
 from jobctl.hooks import Hooks, JobEvent
@@ -183,9 +183,7 @@ class Runner:
     def processors(self) -> Mapping[str, Processor]:
         """Name -> processor (the registered ones unless a test passed its own)."""
         if self._processors is None:
-            from jobctl.processors import registry
-
-            self._processors = registry()
+            self._processors = self.settings.queues.processors(self.queues)
         return self._processors
 
     @property
@@ -360,7 +358,7 @@ class Runner:
     def _call(self, job: Taken) -> Any:
         fn = self.processors[job.name]
         try:
-            payload = payloads.validate(job.name, job.payload)
+            payload = self.settings.queues.validate(job.name, job.payload)
         except UsageError as exc:
             raise PermanentFailure(str(exc)) from None
         ctx = JobContext(job.id, job.name, job.queue, self.settings, self.services, job.attempt,

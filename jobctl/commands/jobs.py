@@ -1,4 +1,4 @@
-"""`jobctl jobs show|cancel`."""
+"""`jobctl jobs show|cancel|types`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from jobctl import control, render
+from jobctl import control, jobtypes, render
 from jobctl.runtime import Runtime
 
-app = typer.Typer(help="Inspect or cancel one job.", no_args_is_help=True)
+app = typer.Typer(help="Inspect or cancel one job; list the job types.", no_args_is_help=True)
 
 
 @app.command("show")
@@ -33,3 +33,17 @@ def cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument(help="Job i
     """Cancel a waiting or delayed job: it will never run."""
     before = control.cancel_job(ctx.obj, job_id)
     typer.echo(f"cancelled {job_id} (was {before})")
+
+
+@app.command("types")
+def types(ctx: typer.Context,
+          as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with schemas).")] = False) -> None:
+    """Every job type with its queue, where it is declared and its payload (`jobctl schema JOB` for one)."""
+    rt: Runtime = ctx.obj
+    rt.settings.queues.processors()  # imports every model and processor: a declaration that cannot be is exit 2
+    docs = [t.to_json() for t in jobtypes.iter_types(rt.settings.queues)]
+    if as_json:
+        render.print_json({"jobs": docs})
+        return
+    rows = [(d["name"], d["queue"], d["declared_by"], jobtypes.fields(d["schema"])) for d in docs]
+    render.stdout().print(render.table("Job types", ("job", "queue", "declared by", "payload (* required)"), rows))
