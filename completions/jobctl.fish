@@ -1,10 +1,1 @@
-_jobctl_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _JOBCTL_COMPLETE=complete_bash $1 ) )
-    return 0
-}
-
-complete -o default -F _jobctl_completion jobctl
+complete --command jobctl --no-files --arguments "(env _JOBCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) jobctl)" --condition "env _JOBCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) jobctl"

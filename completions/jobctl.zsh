@@ -1,10 +1,7 @@
+#compdef jobctl
+
 _jobctl_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _JOBCTL_COMPLETE=complete_bash $1 ) )
-    return 0
+  eval $(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" _JOBCTL_COMPLETE=complete_zsh jobctl)
 }
 
-complete -o default -F _jobctl_completion jobctl
+compdef _jobctl_completion jobctl

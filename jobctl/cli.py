@@ -38,7 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "workers": ("jobctl.commands.workers", "workers_cmd",
                 "Live worker pools: host, pid, queues, state, current jobs, last heartbeat."),
     "stats": ("jobctl.commands.stats", "stats_cmd",
-              "Waiting, active, delayed, last-hour throughput and failures, workers and dead letters per queue."),
+              "Waiting, active, delayed, last-hour throughput, failures and percentiles, workers and dead letters per"
+              "\nqueue; with --watch also activity sparklines, rates, drain times and the workers."),
     "health": ("jobctl.commands.health", "health_cmd",
                "Check Redis, backlog, failures, workers, scheduler, dead letters; exit 0 OK, 1 WARNING, 2 CRITICAL,"
                "\n3 UNKNOWN."),
@@ -52,7 +53,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("jobctl.commands.demo", "demo_cmd",
              "Run one job of every kind end to end on the embedded defaults (local Redis, SQLite, outboxes)."),
     "dashboard": ("jobctl.commands.dashboard", "dashboard_cmd",
-                  "Serve the web view (rq-dashboard, JSON serializer) until Ctrl-C."),
+                  "Serve the web dashboard: queues, jobs, dead letters, workers, schedules (read-only without a "
+                  "credential)."),
     "schema": ("jobctl.commands.schema", "schema_cmd",
                "Print the JSON Schema (draft 2020-12) a job's payload must match, as one JSON document."),
     "queues": ("jobctl.commands.queues", "app", "Queue policies and per-queue controls."),
