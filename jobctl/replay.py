@@ -101,6 +101,8 @@ def replay(rt: Runtime, flt: Filter, dry_run: bool = False, *, rate: RateLimit |
     if todo and not dry_run:
         rt.redis.ping()  # an unreachable Redis fails the command before anything changes
     store, pacer = store_for(rt), Pacer(rate, clock, sleep)
+    if progress:
+        progress(0, len(todo))
     for n, e in enumerate(todo, 1):
         reason = check(rt, e)
         if reason is not None:
