@@ -224,11 +224,9 @@ class S3Storage:
 
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
-        from botocore.exceptions import ClientError
-
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
-        except ClientError as exc:
+        except self.client.exceptions.ClientError as exc:  # botocore's, reached through the client
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
