@@ -261,15 +261,3 @@ def job_detail(rt: Runtime, job_id: str) -> JobDetail:
     return JobDetail(view(job_id, d, h), d.get("origin") or None, d.get("jc_traceback") or None,
                      _num(d.get("jc_dlq")), d.get("created_at") or None)
 
-
-def throughput(rt: Runtime, queues: list[str], now_s: float, minutes: int = 60) -> dict[str, list[tuple[int, int]]]:
-    """Per queue, (completed, failed) per minute for the `minutes` ending at `now_s`, oldest first: the same
-    per-minute counters `metrics.snapshot` sums (one pipelined HMGET per queue and minute)."""
-    last = int(now_s // 60)
-    span = range(last - minutes + 1, last + 1)
-    with rt.redis.pipeline(transaction=False) as pipe:
-        for q in queues:
-            for m in span:
-                pipe.hmget(keys.metrics(q, m), ["completed", "failed"])
-        values = iter(pipe.execute())
-    return {q: [(int(float(c or 0)), int(float(f or 0))) for c, f in (next(values) for _m in span)] for q in queues}

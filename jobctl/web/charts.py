@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 
-def bars(series: Sequence[tuple[int, int]], width: int = 240, height: int = 40, label: str = "") -> Markup:
+def bars(series: Sequence[tuple[int, int]], width: int = 180, height: int = 36, label: str = "") -> Markup:
     """Completed (green) and failed (red, on top) jobs per minute, oldest left; a title per bar for hovering."""
     n = max(1, len(series))
     top = max([c + f for c, f in series] + [1])

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from datetime import UTC, datetime
@@ -24,7 +23,10 @@ from jobctl.web.charts import bars
 
 PAGE_SIZES = (20, 50, 100, 200)
 MAX_SELECTION = 1000  # dead letters one replay or purge form may carry
-LATENCY_FIELDS = ("p50_ms_1h", "p95_ms_1h", "p99_ms_1h")  # shown when the snapshot has them
+COLUMNS = (("waiting", "waiting"), ("active", "active"), ("delayed", "delayed"), ("completed_1h", "completed 1h"),
+           ("failed_1h", "failed 1h"), ("retried_1h", "retried 1h"), ("avg_ms_1h", "avg ms"), ("p50_ms_1h", "p50 ms"),
+           ("p95_ms_1h", "p95 ms"), ("rate_per_s", "jobs/s (5 min)"), ("drain_s", "drain s"),
+           ("oldest_waiting_s", "oldest waiting s"))  # QueueStats fields, as `stats --json` names them
 
 
 def _local(path: str) -> str | None:
@@ -53,19 +55,14 @@ def queues() -> str:
     """Every queue: the `jobctl stats` snapshot, throughput per minute over the last hour, policy, pause."""
     rt = state().rt
     snap = metrics.snapshot(rt)
-    series = {q.name: list(zip(q.completed_per_min, q.failed_per_min, strict=True)) for q in snap.queues} \
-        if snap.queues and hasattr(snap.queues[0], "completed_per_min") else \
-        control.throughput(rt, [q.name for q in snap.queues], snap.now_s)  # a snapshot without the series
     rows = []
     for q in snap.queues:
         p = rt.settings.queues.get(q.name)
         rows.append({"q": q, "doc": q.to_json(), "policy": p,
                      "flags": metrics.flags(q, p.backlog_alert, p.failed_alert),
-                     "chart": bars(series[q.name], label=f"{q.name}: jobs per minute, last hour")})
-    latency = [f for f in LATENCY_FIELDS if snap.queues and hasattr(snap.queues[0], f)]
-    fields = ("waiting", "active", "delayed", "completed_1h", "failed_1h", "retried_1h", "avg_ms_1h", *latency,
-              "oldest_waiting_s")
-    return render_template("queues.html", snap=snap, rows=rows, latency=latency, fields=fields)
+                     "chart": bars(list(zip(q.completed_per_min, q.failed_per_min, strict=True)),
+                                   label=f"{q.name}: jobs per minute, last hour")})
+    return render_template("queues.html", snap=snap, rows=rows, columns=COLUMNS)
 
 
 def queue_jobs(name: str) -> str:
@@ -126,26 +123,17 @@ def _filter(args: Any, default_status: str | None = "open") -> tuple[dl.Filter, 
         limit = int(given["limit"]) if given["limit"] else 100
     except ValueError:
         raise UsageError("ids and limit must be whole numbers") from None
-    fields = {f.name for f in dataclasses.fields(dl.Filter)}
-    extra: dict[str, Any] = {"error": given["reason"]} if given["reason"] and "error" in fields else {}
     flt = dl.Filter(ids=ids, queue=given["queue"] or None, job=given["job"] or None,
                     since_s=parse_duration(given["since"], "since") if given["since"] else None,
-                    status=status, limit=max(1, min(limit, MAX_SELECTION)), **extra)
+                    status=status, limit=max(1, min(limit, MAX_SELECTION)), error=given["reason"] or None)
     return flt, given
-
-
-def _reason_match(entries: list[dl.Entry], reason: str) -> list[dl.Entry]:
-    """Entries whose error contains `reason` (case-insensitive), for stores whose Filter has no error field."""
-    if not reason or "error" in {f.name for f in dataclasses.fields(dl.Filter)}:
-        return entries
-    return [e for e in entries if reason.lower() in (e.error or "").lower()]
 
 
 def dead_letters() -> str:
     """Dead letters, newest first, filtered by queue, job, reason, time and status."""
     d = state()
     flt, given = _filter(request.args)
-    entries = _reason_match(dl.store_for(d.rt).entries(flt), given["reason"])
+    entries = dl.store_for(d.rt).entries(flt)
     return render_template("dead_letters.html", entries=entries, given=given, flt=flt, statuses=dl.STATUSES,
                            queue_names=d.rt.settings.queues.names(), iso=iso)
 
@@ -167,10 +155,6 @@ def preview(action: str) -> str:
     else:
         todo, skipped = rp.select_open(rt, flt)
         outcomes = [dl.Outcome(e.id, e.queue, e.job, "would purge") for e in todo] + skipped
-    if given["reason"] and not flt.ids:
-        keep = {e.id for e in _reason_match(dl.store_for(rt).get([o.id for o in outcomes]) if outcomes else [],
-                                            given["reason"])}
-        outcomes = [o for o in outcomes if o.id in keep]
     ids = [o.id for o in outcomes if o.action.startswith("would")]
     return render_template("preview.html", action=action, outcomes=outcomes, ids=" ".join(map(str, ids)),
                            given=given)

@@ -34,8 +34,8 @@ from tests.web.conftest import USER, Served, browser_sign_in, free_port
 
 CONFIG = ('[queues.push]\nattempts = 1\nbackoff = "none"\nrate_limit = "none"\n\n'
           '[queues.webhook-retry]\nattempts = 1\nbackoff = "none"\n')
-FIELDS = ("waiting", "active", "delayed", "completed_1h", "failed_1h", "retried_1h", "avg_ms_1h", "workers", "slots",
-          "dead_letters")
+FIELDS = ("waiting", "active", "delayed", "completed_1h", "failed_1h", "retried_1h", "avg_ms_1h", "p50_ms_1h",
+          "p95_ms_1h", "workers", "slots", "dead_letters")  # rate_per_s and the ages move with the clock
 EMAIL = {"to": "ann@example.com", "subject": "Hi", "template": "welcome", "data": {"name": "Ann"}, "lang": "en"}
 
 
@@ -131,10 +131,8 @@ def test_every_page_in_chromium_matches_stats_json_while_pools_run(stage: Stage,
         {n: {f: _shown(q[f]) for f in FIELDS} for n, q in stats.items()}
     assert (stats["push"]["active"], stats["push"]["waiting"], stats["push"]["dead_letters"]) == (2, 3, 3)
     assert stats["push"]["completed_1h"] == 12 and stats["webhook-retry"]["failed_1h"] == 1
+    assert stats["push"]["p95_ms_1h"] is not None
     for name, q in stats.items():
-        for f in ("p50_ms_1h", "p95_ms_1h"):
-            if f in q:  # once `jobctl stats` has percentiles, the page shows the same
-                assert shown[name][f] == _shown(q[f])
         assert shown[name]["paused"] == ("paused" if q["paused"] else "running")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#queues svg.chart")) == len(stats)
     shot = browser.find_element(By.TAG_NAME, "body").screenshot_as_png
