@@ -20,8 +20,6 @@ from typing import Annotated, Any
 import typer
 import typer.core
 import typer.main
-from rich.console import Console
-from rich.markup import escape
 
 from jobctl import __version__
 from jobctl.config import mask_url
@@ -221,6 +219,9 @@ _ClickException: type[Any] = _UsageError.__mro__[1]
 
 def fail(message: str, code: int) -> None:
     """One red line on stderr, then exit with `code`."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from jobctl.errors import printable
 
     Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(printable(message))}", markup=True,
