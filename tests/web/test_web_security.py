@@ -195,3 +195,16 @@ def test_job_content_is_escaped(site: str, rt: Runtime) -> None:
         page = s.get(f"{site}{path}", timeout=10).text
         assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
         assert "<img src=x" not in page
+
+
+def test_redis_outage_is_a_503_page_without_the_password(cli_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.web.conftest import free_port
+
+    url = f"redis://:hunter2-password@127.0.0.1:{free_port()}/0"
+    rt = Runtime(config.load(env=cli_env | {"JOBCTL_REDIS_URL": url}, cwd=tmp_path))
+    served = Served(create_app(rt))
+    try:
+        r = requests.get(f"{served.url}/", timeout=20)
+        assert r.status_code == 503 and "unreachable" in r.text and "hunter2" not in r.text
+    finally:
+        served.close()
