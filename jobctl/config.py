@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from jobctl.errors import ConfigError
 from jobctl.queues import DEFAULT_POLICIES, Registry
@@ -79,7 +79,7 @@ class Settings:
         for name in _ENV:
             value = getattr(self, name)
             if name in SECRET_FIELDS and value:
-                value = mask_url(value) if "://" in value else "****"
+                value = mask_url(value, secret=True) if "://" in value else "****"
             elif isinstance(value, str) and "://" in value:
                 value = mask_url(value)
             out[name] = value if value is None else str(value)
@@ -88,12 +88,31 @@ class Settings:
         return out
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password (and any path token of a webhook) replaced by ****."""
+def _parsed_cleanly(url: str) -> SplitResult | None:
+    """The URL's parts, or None when where its credentials end is ambiguous: an unencoded `#`, `/` or `?`
+    in a password ends the authority early, leaving the rest of the password in the port or the path."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        return "****"
+        return None
+    rest = url.partition("://")[2][len(parts.netloc):] if "://" in url else url
+    return None if "@" in rest and "@" not in parts.netloc else parts
+
+
+def parses_cleanly(url: str) -> bool:
+    """Whether the URL's credentials end where a client library will think they end."""
+    return _parsed_cleanly(url) is not None
+
+
+def mask_url(url: str, secret: bool = False) -> str:
+    """The URL with its password replaced by ****, its query by ****, and any path token of a webhook.
+
+    `secret`: the whole URL is a credential (an alert webhook: Slack, Teams, a token in the path):
+    only its scheme, host and port are kept. A URL that does not parse cleanly keeps only its scheme."""
+    parts = _parsed_cleanly(url)
+    if parts is None:
+        scheme = url.partition("://")[0] if "://" in url else ""
+        return f"{scheme}://****" if scheme.isalnum() else "****"
     netloc = parts.netloc
     if parts.password is not None:
         user = quote(parts.username or "", safe="")
@@ -102,6 +121,10 @@ def mask_url(url: str) -> str:
     elif "@" in netloc:
         netloc = "****@" + netloc.rpartition("@")[2]
     path = parts.path
+    if secret:
+        netloc = netloc.rpartition("@")[2]
+        path = "/****" if path not in ("", "/") or parts.query else path
+        return urlunsplit((parts.scheme, netloc, path, "", ""))
     if parts.scheme in ("http", "https") and "hooks" in parts.netloc + path:
         path = "/****"
     masked = urlunsplit((parts.scheme, netloc, path, parts.query and "****", ""))
@@ -203,4 +226,3 @@ def _seconds(raw: str, where: str, low: int, unit: str = "seconds") -> int:
     if not raw.isdigit() or int(raw) < low:
         raise ConfigError(f"{where} must be a whole number of {unit} >= {low}, got {raw!r}")
     return int(raw)
-

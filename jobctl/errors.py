@@ -7,6 +7,18 @@ worker applies them; they never reach the console as errors.
 
 from __future__ import annotations
 
+import re
+
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: object) -> str:
+    """`text` with every control character (ESC, CR, LF, NEL, U+2028, …) and lone surrogate written as a
+    Python escape (`\\x1b`, `\\n`, `\\u2028`), so user data cannot move a terminal's cursor or forge a log
+    line. Use it wherever user data meets a terminal or a log."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
 
 class JobctlError(Exception):
     """An error shown to the operator as one line, ending the command with `exit_code`."""

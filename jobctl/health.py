@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-import requests
 
 from jobctl import keys, metrics
 from jobctl.config import Settings, mask_url
 from jobctl.durations import iso
 from jobctl.errors import ServiceUnavailable
-from jobctl.runtime import Runtime
+from jobctl.runtime import Runtime, memory_state, out_of_memory
 
 log = logging.getLogger("jobctl.health")
 CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -134,6 +133,19 @@ def _dead_letter_check(snap: metrics.Snapshot) -> Check:
                  {"queues": {}, "open": opened})
 
 
+def redis_check(r: redis.Redis, version: str, where: str) -> Check:
+    """OK, or CRITICAL when Redis refuses writes for want of memory (maxmemory reached under noeviction:
+    no job can be enqueued, retried or heart-beaten); INFO memory not permitted: OK."""
+    try:
+        limit, policy, full = memory_state(r)
+    except redis.ResponseError:
+        full = False
+    if full:
+        return Check("redis", "CRITICAL", f"{out_of_memory(r)} (Redis {version} at {where})",
+                     {"version": version, "maxmemory": limit, "maxmemory_policy": policy, "out_of_memory": True})
+    return Check("redis", "OK", f"Redis {version} at {where}", {"version": version})
+
+
 def persistence_check(r: redis.Redis) -> Check:
     """AOF on and maxmemory-policy noeviction; skipped when CONFIG and INFO are not permitted."""
     try:
@@ -165,14 +177,16 @@ def run(rt: Runtime, now: float | None = None) -> Report:
         snap = metrics.snapshot(rt, now=now)
     except ServiceUnavailable as exc:
         return Report(stamp, (Check("redis", "CRITICAL", str(exc)),))
+    except redis.OutOfMemoryError:
+        return Report(stamp, (Check("redis", "CRITICAL", str(out_of_memory(rt.redis))),))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return Report(stamp, (Check("redis", "CRITICAL",
                                     f"Redis at {mask_url(rt.settings.redis_url)} is unreachable ({exc})"),))
     except redis.RedisError as exc:
         return Report(stamp, (Check("redis", "UNKNOWN", f"Redis refused a read: {str(exc)[:200]}"),))
     version = info.get("valkey_version") or info.get("redis_version", "?")
-    checks = [Check("redis", "OK", f"Redis {version} at {mask_url(rt.settings.redis_url)}",
-                    {"version": version}), persistence_check(r), *queue_checks(snap, rt.settings)]
+    checks = [redis_check(r, version, mask_url(rt.settings.redis_url)), persistence_check(r),
+              *queue_checks(snap, rt.settings)]
     return Report(snap.generated_at, tuple(checks))
 
 
@@ -186,6 +200,8 @@ class Sent:
 
 
 def _post(url: str, text: str) -> str | None:
+    import requests  # only when an alert is posted: `jobctl health` from cron stays quick
+
     try:
         resp = requests.post(url, json={"text": text}, timeout=10)
     except requests.RequestException as exc:

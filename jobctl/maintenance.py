@@ -23,8 +23,9 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobctl import keys
-from jobctl.errors import JobctlError
+from jobctl.errors import JobctlError, printable
 from jobctl.jobs import rq_time
+from jobctl.runtime import out_of_memory
 from jobctl.scripts import Expired, Heartbeat, json_arg
 from jobctl.worker import RQ_MARGIN_S, as_text
 
@@ -39,6 +40,44 @@ class WorkerDied(Exception):
     """The process running a job exited, or its pool stopped heart-beating, without finishing it."""
 
 
+class OutageLog:
+    """A Redis fault that makes maintenance fail, logged once when it starts and once when it ends (not
+    on every tick): Redis out of memory (noeviction) refuses every heartbeat and promotion, which would
+    otherwise go unseen while `stats` shows no workers and due retries wait."""
+
+    def __init__(self, client: Callable[[], redis.Redis]) -> None:
+        self.client = client
+        self.failing: set[str] = set()  # tasks whose last run failed
+        self.since = 0.0
+        self.skipped = 0
+        self.what = ""
+
+    def failed(self, task: str, exc: redis.RedisError, now: float) -> None:
+        """Record a failed run; log only the first of an outage."""
+        self.skipped += 1
+        if self.failing:
+            self.failing.add(task)
+            return
+        self.failing, self.since, self.skipped = {task}, now, 1
+        if isinstance(exc, redis.OutOfMemoryError):
+            self.what = "out of memory"
+            reason = str(out_of_memory(self.client()))
+        else:
+            self.what = type(exc).__name__
+            reason = f"Redis error ({type(exc).__name__}: {printable(str(exc).partition(' script: ')[0])[:200]})"
+        log.warning("maintenance %s failed: %s; heartbeats and the promotion of due jobs are skipped until it "
+                    "ends (logged once)", task, reason)
+
+    def succeeded(self, task: str, now: float) -> None:
+        """Record a successful run; log the end of an outage once every failing task ran again."""
+        if task not in self.failing:
+            return
+        self.failing.discard(task)
+        if not self.failing:
+            log.warning("maintenance runs again: the Redis fault (%s) ended after %.0f s; %d run(s) were skipped",
+                        self.what, max(0.0, now - self.since), self.skipped)
+
+
 @dataclass
 class Task:
     """One periodic duty."""
@@ -47,6 +86,7 @@ class Task:
     interval_s: float
     run: Callable[[float], object]  # takes Redis server time
     last: float = 0.0
+    outages: OutageLog | None = None  # shared by a pool's tasks
 
     def due(self, now: float) -> bool:
         """Whether the interval has passed since the last run."""
@@ -56,11 +96,12 @@ class Task:
 def tasks(pool: Pool) -> list[Task]:
     """The pool's maintenance tasks, in the order they run within a tick."""
     beat = min(5.0, pool.settings.heartbeat_ttl_s / 3)
-    return [Task("promote", 1.0, lambda _now: pool.promote_due()),
-            Task("heartbeat", beat, lambda now: heartbeat(pool, now)),
-            Task("reclaim", beat, lambda now: reclaim(pool, now)),
-            Task("reconcile", 60.0, lambda _now: reconcile(pool), last=0.0),
-            Task("trim", 60.0, lambda _now: trim(pool))]
+    outages = OutageLog(lambda: pool.rt.redis)
+    return [Task("promote", 1.0, lambda _now: pool.promote_due(), outages=outages),
+            Task("heartbeat", beat, lambda now: heartbeat(pool, now), outages=outages),
+            Task("reclaim", beat, lambda now: reclaim(pool, now), outages=outages),
+            Task("reconcile", 60.0, lambda _now: reconcile(pool), last=0.0, outages=outages),
+            Task("trim", 60.0, lambda _now: trim(pool), outages=outages)]
 
 
 def heartbeat(pool: Pool, now: float) -> None:
@@ -144,11 +185,18 @@ def trim(pool: Pool) -> None:
 
 
 def run_due(task_list: list[Task], now: float) -> None:
-    """Run every due task; one that fails on Redis is retried on the next tick."""
+    """Run every due task; one that fails on Redis is retried on the next tick (a fault is logged once
+    when it starts and once when it ends)."""
     for task in task_list:
         if task.due(now):
             try:
                 task.run(now)
                 task.last = now
             except redis.RedisError as exc:
-                log.warning("maintenance %s skipped (%s)", task.name, type(exc).__name__)
+                if task.outages is None:
+                    log.warning("maintenance %s skipped (%s)", task.name, type(exc).__name__)
+                else:
+                    task.outages.failed(task.name, exc, now)
+            else:
+                if task.outages is not None:
+                    task.outages.succeeded(task.name, now)

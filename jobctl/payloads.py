@@ -4,6 +4,7 @@ Which job uses which model is declared in its job-type record (`jobctl.processor
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from jobctl.errors import UsageError
+from jobctl.errors import UsageError, printable
 
 TEMPLATES = ("welcome", "password-reset", "notification")
 NonEmpty = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -41,8 +42,9 @@ class SendEmail(_Payload):
     @field_validator("subject")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if "\r" in value or "\n" in value:
-            raise ValueError("must not contain CR or LF")
+        if any(c != "\t" and unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in value):
+            raise ValueError("must be one line of printable text (no CR, LF, VT, FF, NEL, U+2028 or other "
+                             "control characters)")
         return value
 
 
@@ -95,8 +97,8 @@ class Cleanup(_Payload):
 def describe(exc: ValidationError) -> str:
     """First error as `field.path: reason`."""
     err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"]) or "(payload)"
-    msg = err["msg"].removeprefix("Value error, ")
+    path = printable(".".join(str(p) for p in err["loc"])) or "(payload)"  # a field name may hold ESC or LF
+    msg = printable(err["msg"].removeprefix("Value error, "))
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     elif err["type"] == "missing":

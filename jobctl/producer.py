@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -9,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from jobctl import keys, payloads
+from jobctl import jsontree, keys
+from jobctl.durations import MAX_DELAY_S, describe_s, iso
 from jobctl.errors import OperationFailed, ServiceUnavailable, UsageError
 from jobctl.jobs import encode_data, job_fields, new_id
 from jobctl.queues import QueuePolicy
-from jobctl.runtime import Runtime
+from jobctl.runtime import Runtime, out_of_memory
 from jobctl.scripts import Enqueue
 
 if TYPE_CHECKING:
@@ -51,6 +53,21 @@ class When:
             return "schedule", repr(float(self.delay_s)), "0"
         return "queue", "0", "0"
 
+    def check(self) -> None:
+        """UsageError unless the job can ever run: a finite delay of 0 to `MAX_DELAY_S` (a year), or a
+        timezone-aware instant at most that far ahead."""
+        limit = describe_s(MAX_DELAY_S)
+        if self.delay_s is not None and self.at is not None:
+            raise UsageError("give either a delay or an instant, not both")
+        d = self.delay_s
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d <= MAX_DELAY_S):
+            raise UsageError(f"delay must be a number of seconds from 0 to {MAX_DELAY_S:.0f} ({limit}), got {d!r}")
+        if self.at is not None:
+            if not isinstance(self.at, datetime) or self.at.tzinfo is None:
+                raise UsageError(f"the instant must be a timezone-aware datetime, got {self.at!r}")
+            if self.at.timestamp() > time.time() + MAX_DELAY_S:
+                raise UsageError(f"the instant {iso(self.at)} is more than {limit} ahead")
+
 
 def _check_priority(priority: int | None, policy: QueuePolicy) -> int:
     if priority is None:
@@ -84,6 +101,8 @@ def _call(rt: Runtime, policy: QueuePolicy, job: str, payload: dict[str, Any], p
                    seconds=seconds, absolute=absolute, queue_key=keys.queue_list(level), fields=flat)
     try:
         return rt.scripts.run_direct(rt.redis, call)
+    except redis.OutOfMemoryError:
+        raise out_of_memory(rt.redis) from None
     except (redis.ConnectionError, redis.TimeoutError):  # a stale pooled connection: once more, redis-py's way
         status = as_text(rt.scripts.run(call))
         # a generated id cannot exist unless the lost attempt wrote it: then that attempt's answer holds
@@ -94,8 +113,10 @@ def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int
             when: When = When(), job_id: str | None = None) -> Enqueued:
     """Validate and enqueue one job; a second enqueue of a live `job_id` is a `duplicate` no-op."""
     policy = rt.settings.queues.check_job(queue, job)
+    jsontree.check(payload, f"invalid payload for {job}")
     clean = rt.settings.queues.validate(job, payload)
     prio = _check_priority(priority, policy)
+    when.check()
     jid = _check_job_id(job_id) if job_id is not None else new_id()
     status = _call(rt, policy, job, clean, prio, when, jid, datetime.now(UTC), fresh_id=job_id is None)
     return Enqueued(jid, queue, job, as_text(status))
@@ -104,10 +125,13 @@ def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int
 def validate_many(job: str, items: Sequence[object], model: type[BaseModel] | None = None) -> list[dict[str, Any]]:
     """Validate every item (by `model`, default the built-in job's); a UsageError names every invalid line
     (1-based) and nothing is written."""
+    from jobctl import payloads  # pydantic: only once something is validated (not for `--help` or completion)
+
     clean: list[dict[str, Any]] = []
     bad: list[str] = []
     for n, item in enumerate(items, 1):
         try:
+            jsontree.check(item, f"invalid payload for {job}")
             clean.append(payloads.validate(job, item, model))
         except UsageError as exc:
             bad.append(f"line {n}: {str(exc).removeprefix(f'invalid payload for {job}: ')}")
@@ -127,6 +151,7 @@ def enqueue_many(rt: Runtime, queue: str, job: str, items: Sequence[object], *,
     policy = rt.settings.queues.check_job(queue, job)
     clean = validate_many(job, items, rt.settings.queues.model(job))
     prio = _check_priority(priority, policy)
+    when.check()
     level = policy.level(prio)
     mode, seconds, absolute = when.args()
     template = job_fields(policy, job, {}, prio, datetime.now(UTC))
@@ -153,6 +178,8 @@ def enqueue_many(rt: Runtime, queue: str, job: str, items: Sequence[object], *,
             _send(rt, cmds)
         except redis.RedisError as exc:
             done = f"{len(out)} of {len(clean)} job(s) were enqueued before that batch"
+            if isinstance(exc, redis.OutOfMemoryError):
+                raise ServiceUnavailable(f"{out_of_memory(rt.redis)}; {done}") from None
             if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
                 raise ServiceUnavailable(f"Redis became unreachable; {done}") from None
             raise OperationFailed(f"Redis refused a batch ({exc}); {done}") from None

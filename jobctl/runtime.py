@@ -2,34 +2,91 @@
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 
-from jobctl.config import Settings, mask_url
-from jobctl.errors import ServiceUnavailable
+from jobctl.config import Settings, mask_url, parses_cleanly
+from jobctl.errors import ConfigError, ServiceUnavailable, printable
 
 if TYPE_CHECKING:
     from jobctl.scripts import Scripts
 
 
+CONNECT_TIMEOUT_S = 3.0  # TCP connect
+FIRST_ANSWER_S = 1.5  # the hand-shake (AUTH, SELECT, CLIENT SETINFO) and the first PING: 3 + 1.5 s at worst
+
+
 def connect_redis(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
-    """A Redis client that fails within seconds when the server does not answer."""
+    """A Redis client that fails within 5 s when the server does not answer, even one that accepts
+    connections and never replies: a first connection with a short read timeout is probed, then the
+    client proper (`socket_timeout_s` for every later command) is returned."""
+    if not parses_cleanly(url):  # a client would connect to part of the password as a host name
+        raise ConfigError(f"invalid Redis URL {mask_url(url)}: {_url_problem(url, ValueError())}")
     try:
+        probe = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=FIRST_ANSWER_S,
+                                     single_connection_client=True)
+        try:
+            probe.ping()
+        finally:
+            probe.close()
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=3, socket_timeout=socket_timeout_s, health_check_interval=30
+            url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=socket_timeout_s, health_check_interval=30
         )
-        client.ping()
     except redis.AuthenticationError:
         raise ServiceUnavailable(f"Redis at {mask_url(url)} refused the credentials") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         reason = str(exc).split("\n")[0][:160] or type(exc).__name__
-        raise ServiceUnavailable(f"Redis at {mask_url(url)} is unreachable ({reason})") from None
+        raise ServiceUnavailable(f"Redis at {mask_url(url)} is unreachable ({printable(reason)})") from None
     except ValueError as exc:
-        raise ServiceUnavailable(f"invalid Redis URL {mask_url(url)}: {exc}") from None
+        raise ConfigError(f"invalid Redis URL {mask_url(url)}: {_url_problem(url, exc)}") from None
     return client
+
+
+def _url_problem(url: str, exc: ValueError) -> str:
+    """Why a Redis URL was refused, never quoting any part of its credentials or query."""
+    if mask_url(url).endswith("://****"):
+        return ("it cannot be parsed; percent-encode the special characters of the user name and password "
+                "(# as %23, / as %2F, ? as %3F, @ as %40)")
+    parts = urlsplit(url)
+    text = str(exc)
+    for secret in (parts.username, parts.password, parts.query):
+        if secret:
+            text = text.replace(secret, "****").replace(unquote(secret), "****")
+    return printable(text)[:160]
+
+
+def memory_state(client: redis.Redis) -> tuple[str, str, bool]:
+    """(maxmemory, policy, full) from INFO memory, which Redis answers even when out of memory: `full`
+    when writes are refused (used memory, less what eviction does not count, above a noeviction limit)."""
+    mem = client.info("memory")
+    limit, policy = int(mem.get("maxmemory", 0) or 0), str(mem.get("maxmemory_policy", "?"))
+    used = int(mem.get("used_memory", 0) or 0) - int(mem.get("mem_not_counted_for_evict", 0) or 0)
+    return str(mem.get("maxmemory_human") or limit), policy, bool(limit) and policy == "noeviction" and used > limit
+
+
+def out_of_memory(client: redis.Redis | None) -> ServiceUnavailable:
+    """The one message for a write Redis refused with OOM: `Redis is out of memory (maxmemory 3.00M, policy
+    noeviction)`; the figures are read back when they can be."""
+    limit, policy = "?", "noeviction"
+    if client is not None:
+        with contextlib.suppress(redis.RedisError):
+            limit, policy, _full = memory_state(client)
+    return ServiceUnavailable(f"Redis is out of memory (maxmemory {limit}, policy {policy}): "
+                              "it refuses writes until memory is freed")
+
+
+_latest: list[weakref.ref[Runtime]] = []
+
+
+def latest() -> Runtime | None:
+    """The runtime built last in this process (the CLI's), for turning an error into its message."""
+    return _latest[0]() if _latest else None
 
 
 @dataclass
@@ -38,6 +95,9 @@ class Runtime:
 
     settings: Settings
     _cache: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _latest[:] = [weakref.ref(self)]
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -50,3 +110,9 @@ class Runtime:
         from jobctl.scripts import Scripts
 
         return Scripts(self.redis)
+
+
+def opened_client() -> redis.Redis | None:
+    """The Redis client of the latest runtime if it was opened (never connects)."""
+    rt = latest()
+    return rt.__dict__.get("redis") if rt is not None else None

@@ -5,16 +5,44 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress
 
 from jobctl import render
-from jobctl.durations import parse_duration, parse_instant
+from jobctl.completion import job_names, queue_names
+from jobctl.durations import MAX_DELAY_S, parse_duration, parse_instant
 from jobctl.errors import UsageError
-from jobctl.producer import When, enqueue, enqueue_many
-from jobctl.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobctl.runtime import Runtime
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (NaN and Infinity are refused)")
+
+
+def loads(text: str) -> Any:
+    """JSON without NaN or Infinity (raw control characters inside strings are read as if escaped);
+    ValueError for bad or too deeply nested input, never RecursionError."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, strict=False)  # raw FF, TAB in strings: as escaped
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_text(path: str) -> str:
+    """A file's text (`-`: stdin), strictly UTF-8: a lone surrogate never enters a payload."""
+    name = "stdin" if path == "-" else path
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {name}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+                         f"{exc.start})") from None
 
 
 def read_payload(data: str | None, sets: list[str]) -> dict[str, Any]:
@@ -22,16 +50,13 @@ def read_payload(data: str | None, sets: list[str]) -> dict[str, Any]:
     doc: Any = {}
     if data is not None:
         if data == "-":
-            text = sys.stdin.read()
+            text = read_text("-")
         elif data.startswith("@"):
-            try:
-                text = Path(data[1:]).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot read {data[1:]}: {exc.strerror}") from None
+            text = read_text(data[1:])
         else:
             text = data
         try:
-            doc = json.loads(text)
+            doc = loads(text)
         except ValueError as exc:
             raise UsageError(f"invalid JSON in --data: {exc}") from None
         if not isinstance(doc, dict):
@@ -41,7 +66,7 @@ def read_payload(data: str | None, sets: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--set expects key=value, got {item!r}")
         try:
-            value: Any = json.loads(raw)
+            value: Any = loads(raw)
         except ValueError:
             value = raw
         target = doc
@@ -55,28 +80,30 @@ def read_payload(data: str | None, sets: list[str]) -> dict[str, Any]:
 
 
 def read_lines(path: str) -> list[Any]:
-    """One JSON payload per non-empty line; invalid JSON names its line."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    """One JSON payload per non-empty line, lines split on LF only (a CR before it is JSON whitespace), so
+    line numbers match the file and U+2028, NEL or FF inside a string are just characters; invalid JSON
+    names its line."""
     items, bad = [], []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(read_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            bad.append(f"line {n}: invalid JSON ({exc.msg})")
+            items.append(loads(line))
+        except ValueError as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            bad.append(f"line {n}: invalid JSON ({reason})")
     if bad:
-        raise UsageError(f"{len(bad)} invalid line(s), nothing enqueued: {'; '.join(bad[:5])}")
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise UsageError(f"{len(bad)} invalid line(s), nothing enqueued: {'; '.join(bad[:5])}{more}")
     return items
 
 
 def enqueue_cmd(
     ctx: typer.Context,
-    queue: Annotated[str, typer.Argument(help="Queue name (see `jobctl queues`).")],
-    job: Annotated[str, typer.Argument(help="Job name registered on that queue.")],
+    queue: Annotated[str, typer.Argument(help="Queue name (see `jobctl queues`).",
+                                        autocompletion=queue_names)],
+    job: Annotated[str, typer.Argument(help="Job name registered on that queue.",
+                                      autocompletion=job_names)],
     data: Annotated[str | None, typer.Option("--data", "-d", help="Payload: JSON, @FILE, or - for stdin.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Set one payload field: key=value.")] = None,
     priority: Annotated[int | None, typer.Option("--priority", min=1, max=10,
@@ -88,17 +115,24 @@ def enqueue_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Validate and enqueue a job (or every line of --file; nothing is enqueued if any line is invalid)."""
+    from jobctl.producer import When, enqueue, enqueue_many  # pydantic models: only when enqueueing
+
     rt: Runtime = ctx.obj
-    if delay and at:
+    if delay is not None and at is not None:
         raise UsageError("use either --delay or --at, not both")
-    when = When(delay_s=parse_duration(delay, "--delay") if delay else None,
-                at=parse_instant(at) if at else None)
+    if at is not None and not at.strip():
+        raise UsageError("--at must not be empty: use ISO-8601, e.g. 2026-01-31T02:00:00Z")
+    when = When(delay_s=parse_duration(delay, "--delay", MAX_DELAY_S) if delay is not None else None,
+                at=parse_instant(at) if at is not None else None)
+    when.check()
     if file is not None:
         if data is not None or sets or job_id:
             raise UsageError("--file cannot be combined with --data, --set or --job-id")
         items = read_lines(file)
         rt.settings.queues.check_job(queue, job)
         if sys.stderr.isatty() and len(items) >= 5000 and not as_json:
+            from rich.progress import Progress
+
             with Progress(transient=True) as bar:
                 task = bar.add_task("enqueueing", total=len(items))
                 out = enqueue_many(rt, queue, job, items, priority=priority, when=when,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from jobctl.context import JobContext
 from jobctl.db import reachable, users, utcnow
-from jobctl.errors import PermanentFailure
+from jobctl.errors import PermanentFailure, printable
 from jobctl.payloads import SendPush
 from jobctl.processors._common import check_response, parse, post
 
@@ -58,7 +58,7 @@ def send_push(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     )
     check_response(resp, "OneSignal", throttle_queue=True)  # the limit is per OneSignal app: pause the queue
     answer = resp.json() if resp.content else {}
-    log.info("push %s for user %s: notification %s", ctx.job_id, p.userId, answer.get("id"))
+    log.info("push %s for user %s: notification %s", ctx.job_id, printable(p.userId), printable(answer.get("id")))
     result = {"sent": True, "id": answer.get("id"), "idempotencyKey": body["idempotency_key"]}
     if answer.get("errors"):
         result["errors"] = answer["errors"]

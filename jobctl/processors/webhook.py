@@ -15,7 +15,7 @@ from typing import Any
 
 from jobctl.context import JobContext
 from jobctl.db import utcnow, webhook_events
-from jobctl.errors import PermanentFailure
+from jobctl.errors import PermanentFailure, printable
 from jobctl.payloads import RetryWebhook
 from jobctl.processors._common import check_response, parse, post, remember, seen
 
@@ -57,5 +57,6 @@ def retry_webhook(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 timeout=TIMEOUT_S, allow_redirects=False)
     check_response(resp, "webhook endpoint")
     remember(engine, webhook_events, {"event_id": p.eventId, "event_type": p.eventType, "processed_at": utcnow()})
-    log.info("webhook event %s (%s) delivered: HTTP %s", p.eventId, p.eventType, resp.status_code)
+    log.info("webhook event %s (%s) delivered: HTTP %s", printable(p.eventId), printable(p.eventType),
+             resp.status_code)
     return {"delivered": True, "eventId": p.eventId, "status": resp.status_code}
