@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, current_app, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 
 from jobctl.errors import JobctlError
 from jobctl.runtime import Runtime
@@ -27,6 +28,17 @@ from jobctl.web.mask import Masker
 log = logging.getLogger("jobctl.web")
 SESSION_S = 12 * 3600
 _STATUS = {2: 400, 3: 404, 4: 503}
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Signed-cookie sessions scoped to the mount point (`/admin/queues`, not the host app's whole site),
+    and Secure whenever the request came over HTTPS (a TLS front end that says so through the WSGI scheme)."""
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return request.script_root or "/"
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,7 @@ def create_app(rt: Runtime, allowed_hosts: Sequence[str] | None = None) -> Flask
     app.config.update(SECRET_KEY=security.session_key(s), SESSION_COOKIE_NAME="jobctl_dashboard",
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=timedelta(seconds=SESSION_S), MAX_CONTENT_LENGTH=1 << 20)
+    app.session_interface = _Sessions()
     app.extensions["jobctl"] = Dashboard(rt, Masker(s.dashboard_mask), security.has_credential(s),
                                          tuple(allowed_hosts) if allowed_hosts is not None else None)
     app.jinja_env.globals.update(csrf_token=csrf_token, current_user=user, dashboard=state)

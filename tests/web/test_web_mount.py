@@ -26,6 +26,7 @@ PREFIX = "/admin/queues"
 def _check_mounted(base: str, rt: Runtime) -> None:
     jid = enqueue(rt, "push", "send-push", PUSH).id
     s = signed_in(base + PREFIX)
+    assert [c.path for c in s.cookies] == [PREFIX]  # the session cookie stays under the mount point
     page = s.get(f"{base}{PREFIX}/", timeout=10)
     assert page.status_code == 200 and 'data-queue="push"' in page.text
     assert f'href="{PREFIX}/queues/push"' in page.text and f'href="{PREFIX}/static/dashboard.css"' in page.text
