@@ -255,26 +255,37 @@ def queues_panel(queues: Sequence[Any], breaches: Mapping[str, Mapping[str, str]
 
 def flow_panel(queues: Sequence[Any], width: int | None) -> Table:
     """Per queue: the current rate, the time its backlog needs at that rate, the limiter's use of its rate
-    limit, and done and failed jobs per minute over the last hour (sparklines on one scale)."""
-    names = [q.name for q in queues]
-    limits = [_limit(q) for q in queues]
-    rates = [rate(q.rate_per_s) for q in queues]
-    drains = [duration(q.drain_s, q.waiting) for q in queues]
-    fixed = sum(max([cell_len(h), *(min(cell_len(v), 20) for v in vals)]) + 2
-                for h, vals in (("queue", names), ("rate", rates), ("drain", drains), ("limit", limits)))
-    room = 60 if width is None else (width - fixed - 2) // 2
-    spark_w = max(0, min(60, room))
+    limit, and done and failed jobs per minute over the last hour (sparklines on one scale). In a narrow
+    terminal the limit column goes first, then the sparklines (each at least 6 marks)."""
+    cells = {"queue": [q.name for q in queues], "rate": [rate(q.rate_per_s) for q in queues],
+             "drain": [duration(q.drain_s, q.waiting) for q in queues], "limit": [_limit(q) for q in queues]}
+
+    def room(names: Sequence[str]) -> int:
+        if width is None:
+            return 60
+        fixed = sum(max([cell_len(n), *(min(cell_len(v), 20) for v in cells[n])]) + 2 for n in names)
+        return max(0, min(60, (width - fixed - 2) // 2))
+
+    fixed = ["queue", "rate", "drain", "limit"]
+    if room(fixed) < 12 and room(fixed[:3]) > room(fixed):
+        fixed = fixed[:3]
+    spark_w = room(fixed)
     top = spark_top([q.completed_per_min for q in queues] + [q.failed_per_min for q in queues], spark_w)
+    columns = [c for c in FLOW_COLUMNS if c.header in fixed]
+    if spark_w >= 6:
+        columns += FLOW_COLUMNS[4:]
     rows: list[list[Cell]] = []
     styles = []
-    for q, name, r, d, lim in zip(queues, names, rates, drains, limits, strict=True):
-        rows.append([name, r, d, lim, Text(sparkline(q.completed_per_min, spark_w, top), style="green"),
-                     Text(sparkline(q.failed_per_min, spark_w, top), style="red")])
-        styles.append({3: "yellow"} if q.rate_limited else {})
-    columns = FLOW_COLUMNS if spark_w >= 6 else FLOW_COLUMNS[:4]
+    for i, q in enumerate(queues):
+        row: list[Cell] = [cells[n][i] for n in fixed]
+        if spark_w >= 6:
+            row += [Text(sparkline(q.completed_per_min, spark_w, top), style="green"),
+                    Text(sparkline(q.failed_per_min, spark_w, top), style="red")]
+        rows.append(row)
+        styles.append({3: "yellow"} if q.rate_limited and "limit" in fixed else {})
     per = -(-60 // spark_w) if spark_w else 0
     title = "Flow · per minute, last hour" + (f" ({per} min per mark)" if per > 1 else "")
-    return fitted_table(title, columns, [row[:len(columns)] for row in rows], width, styles)
+    return fitted_table(title, columns, rows, width, styles)
 
 
 def workers_panel(pools: Sequence[Any], width: int | None) -> Table:
