@@ -5,6 +5,7 @@ and health."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -106,6 +107,42 @@ def test_sync_on_a_read_only_store_is_one_line_exit_4_and_records_later(
     r = jobctl(env, "dlq", "sync")
     assert (r.returncode, r.stdout, r.stderr) == (0, "recorded 1 new dead letter(s)\n", "")
     assert [e.job_id for e in dl.store_for(rt).entries(dl.Filter())] == [job.id]
+
+
+@contextmanager
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs mounted under tmp_path (root only), unmounted afterwards."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield where
+    finally:
+        db.dispose_engines()
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_sync_on_a_full_disk_is_one_line_exit_4(rt: Runtime, cli_env: dict[str, str], tmp_path: Path) -> None:
+    if not rt.settings.database_url.startswith("sqlite"):
+        pytest.skip("a full disk is tested on a SQLite file (the Redis side does not depend on the database)")
+    with tiny_disk(tmp_path) as disk:
+        url = f"sqlite:///{disk / 'app.db'}"
+        full = Runtime(dataclasses.replace(rt.settings, database_url=url))
+        dl.store_for(full).ready()
+        db.dispose_engines()
+        with contextlib.suppress(OSError), (disk / "filler").open("wb") as fh:  # take every free block
+            while True:
+                fh.write(b"x" * 4096)
+                fh.flush()
+        for _ in range(3):
+            enqueue(rt, QUEUE, JOB, PAYLOAD)
+        run(rt, [])
+        r = jobctl(cli_env | {"JOBCTL_DATABASE_URL": url}, "dlq", "sync")
+    assert (r.returncode, r.stdout) == (4, ""), r.stderr
+    assert r.stderr.startswith(f"error: database failed at {url}: ") and r.stderr.count("\n") == 1
+    assert "full" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_store_errors_are_service_unavailable_naming_the_masked_database(rt: Runtime, database_url: str) -> None:
