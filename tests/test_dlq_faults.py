@@ -239,7 +239,7 @@ def test_replay_is_paced_by_the_clock_given(rt: Runtime) -> None:
         now[0] += s
 
     out = rp.replay(rt, dl.Filter(queue=QUEUE), rate=RateLimit(2), clock=lambda: now[0], sleep=sleep,
-                    progress=lambda done, total: at.append(now[0]))
+                    progress=lambda done, total: at.append(now[0]) if done else None)
     assert [o.action for o in out] == ["replayed"] * 5 and [o.id for o in out] == ids
     assert at == [1000.0, 1000.5, 1001.0, 1001.5, 1002.0]  # 2 per second, from the first
     assert sum(sleeps) == pytest.approx(2.0)
