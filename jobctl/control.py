@@ -196,6 +196,17 @@ def _slices(sizes: list[int], offset: int, limit: int) -> list[tuple[int, int, i
     return out
 
 
+def job_counts(rt: Runtime, queue: str) -> dict[str, int]:
+    """How many jobs a queue has in each state, levels merged (LLEN/ZCARD per level and state, one round trip)."""
+    levels = [level for _p, level in rt.settings.queues.get(queue).levels()]
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for state in JOB_STATES:
+            for level in levels:
+                (pipe.llen if state == "waiting" else pipe.zcard)(_state_key(state, level))
+        sizes = iter(pipe.execute())
+    return {state: sum(int(next(sizes)) for _level in levels) for state in JOB_STATES}
+
+
 def list_jobs(rt: Runtime, queue: str, state: str, offset: int = 0, limit: int = 50) -> JobPage:
     """A page of a queue's jobs in one state: LLEN/ZCARD per level, then LRANGE/ZRANGE of the page only, then
     HMGET of its rows (three round trips whatever the queue holds). Waiting jobs come in taking order, delayed

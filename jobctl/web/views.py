@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ def queue_jobs(name: str) -> str:
     page_no = max(1, request.args.get("page", 1, type=int) or 1)
     page = control.list_jobs(rt, name, st, (page_no - 1) * size, size)
     last = max(1, -(-page.total // size))
-    return render_template("jobs.html", name=name, page=page, states=control.JOB_STATES, page_no=page_no,
+    return render_template("jobs.html", name=name, page=page, counts=control.job_counts(rt, name), page_no=page_no,
                            size=size, last=last, sizes=PAGE_SIZES, paused=name in control.paused(rt))
 
 
@@ -183,6 +184,36 @@ def act(action: str) -> str:
     return render_template("outcome.html", action=action, outcomes=outcomes)
 
 
+def export() -> Response:
+    """The filtered dead letters as `dlq export` writes them (jsonl or csv, with tracebacks, unmasked: the full
+    record), for signed-in users only."""
+    from jobctl.export import export as run
+
+    if not (state().actions and user()):
+        return Response("export is the full record (payloads unmasked): sign in first\n", 403,
+                        mimetype="text/plain")
+    fmt = request.args.get("format", "jsonl")
+    flt, given = _filter(request.args)
+    if not given["limit"]:
+        flt = dataclasses.replace(flt, limit=None)
+    chunks: list[str] = []
+    n = run(state().rt, flt, fmt, chunks.append)
+    log.info("export of %d dead letters (%s) by %s", n, fmt, _actor())
+    kind = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response("".join(chunks), mimetype=kind,
+                    headers={"Content-Disposition": f'attachment; filename="dead-letters.{fmt}"'})
+
+
+def sync() -> Response:
+    """Record failed jobs still only in Redis (`dlq sync`)."""
+    rt = state().rt
+    dl.store_for(rt).ready()
+    n = dl.reconcile(rt)
+    _audit("sync", {"recorded": n})
+    flash(f"recorded {n} new dead letter(s)", "ok")
+    return redirect(url_for("dead_letters"))
+
+
 def audit() -> str:
     """Who replayed, purged, paused, resumed or cancelled what, newest first."""
     return render_template("audit.html", records=dl.store_for(state().rt).audit_log(200))
@@ -244,6 +275,8 @@ def register(app: Flask) -> None:
     for action in ("replay", "purge"):
         app.add_url_rule(f"/dead-letters/{action}", f"preview_{action}", lambda a=action: preview(a), methods=get)
         app.add_url_rule(f"/dead-letters/{action}", action, lambda a=action: act(a), methods=post)
+    app.add_url_rule("/dead-letters/export", "export", export, methods=get)
+    app.add_url_rule("/dead-letters/sync", "sync", sync, methods=post)
     app.add_url_rule("/audit", "audit", audit, methods=get)
     app.add_url_rule("/workers", "workers", workers, methods=get)
     app.add_url_rule("/schedules", "schedules", schedules_page, methods=get)

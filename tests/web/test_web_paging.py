@@ -72,7 +72,7 @@ def _check_bounded(cmds: list[list[str]], size: int, rows: int) -> None:
             start, stop = int(c[2].strip('"')), int(c[3].strip('"'))
             assert 0 <= start <= stop and stop - start < size, c
     assert sum(c[0].upper() in ("LRANGE", "ZRANGE", "ZREVRANGE") for c in cmds) >= 1
-    assert len(cmds) <= 10 + 10 + size + 2  # sizes, slices (at most one per level), rows, paused set
+    assert len(cmds) <= 60 + 10 + 10 + rows + 2  # tab counts (6 states x 10 levels), sizes, slices, rows, paused
 
 
 def test_last_page_of_a_million_jobs_is_index_range_reads(rt: Runtime, site: str) -> None:
