@@ -10,12 +10,17 @@ never sees its queue.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -434,3 +439,63 @@ def test_a_dotted_path_in_redis_is_never_imported(rt: Runtime, tmp_path: Path) -
     assert not marker.exists()
     assert rt.redis.hget(f"rq:job:{jid}", "status") == b"failed"
     assert b"not registered" in (rt.redis.hget(f"rq:job:{jid}", "jc_error") or b"")
+
+
+# -- the README's "Write your own job", run as written ---------------------------------------------
+
+def readme_blocks() -> tuple[str, str, list[str]]:
+    """(myapp/jobs.py, jobctl.toml, the jobctl command lines) of the README section."""
+    section = (ROOT / "README.md").read_text().split("## Write your own job\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\w+\n(.*?)```", section, re.S)
+    code = next(b for b in blocks if b.startswith("# myapp/jobs.py\n"))
+    toml = next(b for b in blocks if b.startswith("# jobctl.toml\n"))
+    shell = next(b for b in blocks if b.startswith("export PYTHONPATH=.\n"))
+    return code, toml, [ln for ln in shell.splitlines() if ln.startswith("jobctl ")]
+
+
+@pytest.fixture
+def rows_server(tmp_path: Path) -> Iterator[int]:
+    """`python -m http.server` of the README, serving tmp_path (rows.json) on a free port."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_readme_walk_through(cli_env: dict[str, str], tmp_path: Path, rows_server: int) -> None:
+    code, toml, lines = readme_blocks()
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "jobs.py").write_text(code)
+    (tmp_path / "jobctl.toml").write_text(toml)
+    (tmp_path / "rows.json").write_text('[{"id": 1}, {"id": 2}]')
+    env = cli_env | {"PYTHONPATH": ".", "JOBCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
+    outputs: list[tuple[list[str], subprocess.CompletedProcess[str]]] = []
+    last_id = ""
+    for line in lines:
+        args = [a.replace(":8765/", f":{rows_server}/") for a in shlex.split(line, comments=True)[1:]]
+        if args[:2] == ["dlq", "replay"]:
+            last_id = str(json.loads(run(env, "dlq", "list", "--queue", "exports", "--json", cwd=tmp_path).stdout)
+                          [0]["id"])
+        args = [last_id if a == "ID" else a for a in args]
+        out = run(env, *args, cwd=tmp_path)
+        assert out.returncode == 0, (line, out.stderr)
+        outputs.append((args, out))
+        if args[0] == "enqueue":
+            last_id = out.stdout.strip()
+        if args[:2] == ["jobs", "show"]:
+            shown = json.loads(run(env, "jobs", "show", last_id, "--json", cwd=tmp_path).stdout)
+            assert (shown["status"], shown["progress"], shown["result"]) == (
+                "finished", 100, {"key": "exports/acme.json", "rows": 2})
+    by_cmd = {tuple(a[:2]): o.stdout for a, o in outputs}
+    assert "export-account" in by_cmd[("jobs", "types")] and "account*, url*" in by_cmd[("jobs", "types")]
+    assert json.loads(by_cmd[("schema", "export-account")])["required"] == ["account", "url"]
+    assert json.loads((tmp_path / "data" / "storage" / "exports" / "acme.json").read_text()) == [{"id": 1}, {"id": 2}]
+    dead = json.loads(run(env, "dlq", "list", "--queue", "exports", "--json", cwd=tmp_path).stdout)
+    assert [(d["job"], d["attempts"], d["status"]) for d in dead] == [("export-account", 3, "replayed")]
+    assert dead[0]["error"].startswith("URLError: <urlopen error [Errno 111] Connection refused>")
+    replayed = json.loads(run(env, "jobs", "show", dead[0]["replay_job_id"], "--json", cwd=tmp_path).stdout)
+    assert (replayed["job"], replayed["status"]) == ("export-account", "queued")
