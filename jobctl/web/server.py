@@ -7,7 +7,7 @@ import signal
 import threading
 from typing import Any
 
-from werkzeug.serving import make_server
+from werkzeug.serving import ThreadedWSGIServer
 
 
 def serve(app: Any, host: str, port: int, stop: threading.Event | None = None,
@@ -18,7 +18,8 @@ def serve(app: Any, host: str, port: int, stop: threading.Event | None = None,
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    server = make_server(host, port, app, threaded=True)
+    server = ThreadedWSGIServer(host, port, app)
+    server.daemon_threads = False  # server_close then joins the request threads: in-flight requests finish
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="dashboard",
                               daemon=True)
     thread.start()

@@ -104,3 +104,28 @@ def test_the_command_module_imports_no_web_framework() -> None:
             "if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_stopping_lets_an_in_flight_request_finish() -> None:
+    import threading
+
+    from tests.web.conftest import Served
+
+    finished = threading.Event()
+
+    def slow(environ: dict[str, object], start_response: object) -> list[bytes]:
+        time.sleep(1.0)
+        start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
+        finished.set()
+        return [b"finished"]
+
+    served = Served(slow)
+    got: list[requests.Response] = []
+    t = threading.Thread(target=lambda: got.append(requests.get(served.url, timeout=10)))
+    t.start()
+    time.sleep(0.3)  # the request is in the app now
+    served.close()
+    assert finished.is_set()  # close() returned only after the request's thread was done
+    t.join(10)
+    assert got and got[0].text == "finished"
+    assert _closed(served.url)
