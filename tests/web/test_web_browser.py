@@ -173,7 +173,17 @@ def test_every_page_in_chromium_matches_stats_json_while_pools_run(stage: Stage,
     assert any(j in src for j in sleepers[:2])
     _page(browser, f"{stage.url}/schedules", "schedules")
     assert "cleanup-audit-logs" in browser.find_element(By.ID, "schedules").text
+    _page(browser, f"{stage.url}/jobs/{sleepers[4]}", "job-id")  # a waiting job: cancel it from its page
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/cancel'] button").click()
+    WebDriverWait(browser, 20).until(lambda d: "cancelled" in d.find_element(By.CSS_SELECTOR, "p.flash").text)
+    assert control.show_job(rt, sleepers[4]).status == "canceled"
+    _page(browser, f"{stage.url}/", "queues")
+    browser.find_element(By.CSS_SELECTOR, "tr[data-queue='webhook-retry'] form[action$='/pause'] button").click()
+    WebDriverWait(browser, 20).until(lambda d: "paused: webhook-retry" in d.find_element(By.CSS_SELECTOR,
+                                                                                          "p.flash").text)
+    assert control.paused(rt) == {"email", "webhook-retry"}
     _page(browser, f"{stage.url}/audit", "audit")
+    assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#audit td.actor")] == [f"{USER} via dashboard"] * 2
 
 
 class _Evil(BaseHTTPRequestHandler):
