@@ -10,6 +10,7 @@ never sees its queue.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -30,7 +31,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
 
-from jobctl import config, db, jobtypes
+from jobctl import config, db, jobtypes, schedules
 from jobctl.context import JobContext
 from jobctl.errors import ConfigError, UsageError
 from jobctl.jobtypes import JobType
@@ -216,6 +217,15 @@ def test_toml_declares_jobs_and_queues_with_defaults(rt: Runtime, tmp_path: Path
         out = enqueue(rt2, "team", "team-sync", {"account": "a1"})
         assert rt2.redis.hget(f"rq:job:{out.id}", "jc_max") == b"2"
         assert rt2.redis.hget(f"rq:job:{out.id}", "origin") == b"team"
+        # schedules take declared jobs like built-in ones
+        nightly = schedules.Schedule("team-nightly", cron="0 3 * * *", queue="team", job="team-sync",
+                                     payload={"account": "a2"})
+        assert schedules.install(rt2, [nightly], datetime(2026, 1, 1, 2, tzinfo=UTC)) == [("team-nightly", "installed")]
+        fired = schedules.tick(rt2, datetime(2026, 1, 1, 3, 0, 1, tzinfo=UTC))
+        assert [(f.action, f.job_id) for f in fired] == [("enqueued", "team-nightly-20260101T030000Z")]
+        assert rt2.redis.hget("rq:job:team-nightly-20260101T030000Z", "jc_job") == b"team-sync"
+        with pytest.raises(UsageError, match="unknown job 'team-syncs' for queue 'team'"):
+            schedules.install(rt2, [dataclasses.replace(nightly, job="team-syncs")], datetime.now(UTC))
     finally:
         sys.path.remove(str(tmp_path / "code"))
 
@@ -384,6 +394,9 @@ def test_plugin_jobs_end_to_end(app_env: dict[str, str], tmp_path: Path) -> None
     assert stats["team"]["waiting"] == 0
     metrics = run(app_env, "metrics", cwd=tmp_path).stdout
     assert 'jobctl_queue_completed_1h{queue="reports"} 1.0' in metrics
+    health = json.loads(run(app_env, "health", "--json", cwd=tmp_path).stdout)
+    backlog = next(c for c in health["checks"] if c["name"] == "backlog")
+    assert backlog["thresholds"]["reports"] == 1000 and backlog["thresholds"]["team"] == 1000
 
 
 def test_a_failing_declared_job_retries_then_is_dead_lettered_and_replayed(app_env: dict[str, str],
