@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -137,3 +138,40 @@ def __getattr__(name: str) -> object:  # Django reads `urlpatterns` from ROOT_UR
     if name == "urlpatterns":
         return _urlpatterns()
     raise AttributeError(name)
+
+
+def test_served_by_gunicorn_workers_share_sessions(env: dict[str, str], rt: Runtime, tmp_path: Path) -> None:
+    """`gunicorn 'jobctl.web:from_env()'` with 2 worker processes: a session signed in through one is valid in
+    the other (the key comes from the credential), so any request may land on any worker."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    access = tmp_path / "access.log"  # one line per request: the answering worker's pid and path
+    proc = subprocess.Popen([gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--access-logfile", str(access),
+                             "--access-logformat", "%(p)s %(U)s %(s)s", "jobctl.web:from_env()"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/login", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
+                time.sleep(0.2)
+        s = signed_in(base)
+        for _ in range(40):  # fresh connections, so both workers answer some of them
+            r = s.get(f"{base}/stats.json", timeout=10, headers={"Connection": "close"})
+            assert r.status_code == 200, r.text  # signed in, whichever worker answered
+        assert [q["name"] for q in r.json()["queues"]] == rt.settings.queues.names()
+        time.sleep(0.5)
+        answered = {line.split()[0] for line in access.read_text().splitlines() if "/stats.json 200" in line}
+        assert len(answered) == 2, answered
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
