@@ -71,7 +71,8 @@ log = logging.getLogger("jobctl.metrics")
 WINDOW_MIN = 60
 RATE_WINDOW_MIN = 5
 BUCKET_BOUNDS_MS: tuple[float, ...] = tuple(float(2 ** i) for i in range(DURATION_BUCKETS))  # then +Inf
-_BUCKET_FIELDS = tuple(f"d{i}".encode() for i in range(DURATION_BUCKETS + 1))
+_BUCKET_INDEX = {f"d{i}".encode(): i for i in range(DURATION_BUCKETS + 1)}  # per-minute hash field -> bucket
+_TOTALS = {b"completed": 0, b"failed": 1, b"retried": 2, b"ms": 3}
 
 
 def bucket_of(ms: float) -> int:
@@ -252,6 +253,11 @@ def _live_workers(infos: Sequence[dict[bytes, bytes]]) -> tuple[dict[str, int], 
 
 def dead_letter_counts(database_url: str, since: datetime) -> DeadLetterCounts:
     """Open dead letters per queue; never raises (an absent store is `available=False`)."""
+    from jobctl import quickread
+
+    quick = quickread.dead_letter_counts(database_url, since)  # a SQLite file: no SQLAlchemy import
+    if quick is not None:
+        return DeadLetterCounts(quick[0], quick[1], available=quick[2])
     from sqlalchemy import case, func, make_url, select
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -364,35 +370,25 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     out = []
     histograms: list[JobDurations] = []
     for p, (throttled, waiting, active, delayed, heads) in zip(policies, per_queue, strict=True):
-        totals = {"completed": 0.0, "failed": 0.0, "retried": 0.0, "ms": 0.0}
-        buckets = [0.0] * (DURATION_BUCKETS + 1)
-        completed_per_min, failed_per_min = [], []
-        for h in second[j:j + WINDOW_MIN]:
-            for counter in totals:
-                totals[counter] += _num(h.get(counter.encode()))
-            for b, name in enumerate(_BUCKET_FIELDS):
-                if name in h:
-                    buckets[b] += _num(h[name])
-            completed_per_min.append(_int(h.get(b"completed")))
-            failed_per_min.append(_int(h.get(b"failed")))
+        totals, buckets, completed_per_min, failed_per_min = _minutes(second[j:j + WINDOW_MIN])
         j += WINDOW_MIN
         ages = [a for a in (_age_s(s, now_s) for s in second[j:j + len(heads)]) if a is not None]
         j += len(heads)
         if durations:
             histograms += _job_durations(p.name, second[j])
             j += 1
-        completed = int(totals["completed"])
+        completed = int(totals[0])
         usable = dl is not None and dl.error is None  # no store yet: nothing recorded, so 0
         rate = current_rate([c + f for c, f in zip(completed_per_min, failed_per_min, strict=True)], now_s)
         limit = p.rate_limit
         out.append(QueueStats(
             name=p.name, waiting=waiting, active=active, delayed=delayed, completed_1h=completed,
-            failed_1h=int(totals["failed"]),
-            avg_ms_1h=round(totals["ms"] / completed, 1) if completed else None,
+            failed_1h=int(totals[1]),
+            avg_ms_1h=round(totals[3] / completed, 1) if completed else None,
             oldest_waiting_s=max(ages) if ages else None, workers=workers.get(p.name, 0),
             slots=slots.get(p.name, 0), global_concurrency=p.global_concurrency or None,
             paused=p.name in paused, dead_letters=dl.open.get(p.name, 0) if usable and dl else None,
-            retried_1h=int(totals["retried"]),
+            retried_1h=int(totals[2]),
             rate_limited=throttled or (limit is not None and used.get(p.name, 0) >= limit.limit),
             dead_letters_1h=dl.recent.get(p.name, 0) if usable and dl else None,
             p50_ms_1h=percentile_ms(buckets, 0.5), p95_ms_1h=percentile_ms(buckets, 0.95),
@@ -404,6 +400,33 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     return Snapshot(iso(datetime.fromtimestamp(now_s, UTC)), now_s, tuple(out), scheduler_alive,
                     dl.error if dl else None, suspended, _foreign(rq_worker_keys, rq_infos, levels),
                     pools, tuple(histograms))
+
+
+def _minutes(hashes: Sequence[dict[bytes, bytes]]) -> tuple[list[float], list[float], list[int], list[int]]:
+    """(totals [completed, failed, retried, ms], duration bucket counts, completed per minute, failed per
+    minute) of a queue's per-minute hashes, oldest first; one pass over each hash's fields."""
+    totals = [0.0] * len(_TOTALS)
+    buckets = [0.0] * (DURATION_BUCKETS + 1)
+    completed, failed = [], []
+    get = _BUCKET_INDEX.get
+    for h in hashes:
+        if not h:  # a quiet minute
+            completed.append(0)
+            failed.append(0)
+            continue
+        try:
+            counts = [float(h.get(name) or 0) for name in _TOTALS]
+            found = [(b, float(v)) for b, v in ((get(k), v) for k, v in h.items()) if b is not None]
+        except ValueError:  # a counter someone overwrote by hand: count it as nothing, never fail the read
+            counts = [_num(h.get(name)) for name in _TOTALS]
+            found = [(b, _num(v)) for b, v in ((get(k), v) for k, v in h.items()) if b is not None]
+        for b, x in found:
+            buckets[b] += x
+        for t, x in enumerate(counts):
+            totals[t] += x
+        completed.append(int(counts[0]))
+        failed.append(int(counts[1]))
+    return totals, buckets, completed, failed
 
 
 def _num(v: bytes | None) -> float:

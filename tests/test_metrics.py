@@ -449,3 +449,13 @@ def test_pools_in_the_snapshot(rt: Runtime, tmp_path: Path) -> None:
     finally:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+
+
+def test_a_hand_edited_counter_does_not_break_the_read(rt: Runtime) -> None:
+    minute = int(rt.redis.time()[0] // 60)
+    rt.redis.hset(keys.metrics("email", minute), mapping={"completed": 4, "ms": 40, "d3": 3, "d4": 1})
+    rt.redis.hset(keys.metrics("email", minute - 1), mapping={"completed": "lots", "d5": "x", "failed": 2})
+    q = metrics.snapshot(rt, ["email"], dead_letters=False).queues[0]
+    assert (q.completed_1h, q.failed_1h, q.avg_ms_1h) == (4, 2, 10.0)
+    assert q.p50_ms_1h is not None and 4 < q.p50_ms_1h <= 8
+    assert q.completed_per_min[-2:] == (0, 4) and q.failed_per_min[-2:] == (2, 0)
