@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -437,21 +438,23 @@ def test_a_dotted_path_in_redis_is_never_imported(rt: Runtime, tmp_path: Path) -
     from jobctl.worker import Runner
 
     marker = tmp_path / "imported"
-    team_module(tmp_path / "code", f'\nfrom pathlib import Path as _P\n_P({str(marker)!r}).touch()\n')
+    module = f"evil_{uuid.uuid4().hex[:8]}"  # never imported before: importing it would run its code
+    (tmp_path / f"{module}.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+                                           "def run(payload, ctx):\n    return 'ran'\n")
     policy = rt.settings.queues.get("push")
     jid = new_id()
-    fields: dict[str, Any] = job_fields(policy, "teamjobs:sync", {"account": "x"}, policy.priority,
-                                        datetime.now(UTC))
+    fields: dict[str, Any] = job_fields(policy, f"{module}:run", {}, policy.priority, datetime.now(UTC))
     rt.redis.hset(f"rq:job:{jid}", mapping=fields)
     rt.redis.rpush("rq:queue:push", jid)
-    sys.path.insert(0, str(tmp_path / "code"))
+    sys.path.insert(0, str(tmp_path))
     try:
         Runner(rt, ["push"], services=object(), total_slots=1).work(burst=True)
     finally:
-        sys.path.remove(str(tmp_path / "code"))
-    assert not marker.exists()
+        sys.path.remove(str(tmp_path))
+    assert not marker.exists() and module not in sys.modules
     assert rt.redis.hget(f"rq:job:{jid}", "status") == b"failed"
-    assert b"not registered" in (rt.redis.hget(f"rq:job:{jid}", "jc_error") or b"")
+    assert f"job '{module}:run' is not registered for queue 'push'".encode() in (
+        rt.redis.hget(f"rq:job:{jid}", "jc_error") or b"")
 
 
 # -- the README's "Write your own job", run as written ---------------------------------------------
