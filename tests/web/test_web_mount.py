@@ -165,13 +165,14 @@ def test_served_by_gunicorn_workers_share_sessions(env: dict[str, str], rt: Runt
                 assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
                 time.sleep(0.2)
         s = signed_in(base)
-        for _ in range(40):  # fresh connections, so both workers answer some of them
+        answered: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(answered) < 2 and time.monotonic() < deadline:  # until both workers (booted) answered one
             r = s.get(f"{base}/stats.json", timeout=10, headers={"Connection": "close"})
             assert r.status_code == 200, r.text  # signed in, whichever worker answered
-        assert [q["name"] for q in r.json()["queues"]] == rt.settings.queues.names()
-        time.sleep(0.5)
-        answered = {line.split()[0] for line in access.read_text().splitlines() if "/stats.json 200" in line}
+            answered = {line.split()[0] for line in access.read_text().splitlines() if "/stats.json 200" in line}
         assert len(answered) == 2, answered
+        assert [q["name"] for q in r.json()["queues"]] == rt.settings.queues.names()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
