@@ -291,3 +291,18 @@ def test_colour_check_sees_colour() -> None:
     lines.append(console.export_text(styles=True))
     assert _colours(lines[0]) == ["31"]
     assert _colours("\x1b[1m\x1b[39m\x1b[49mplain\x1b[0m") == []
+
+
+def test_one_shot_stats_fits_80_columns(busy_pool: tuple[Runtime, Path, int], redis_url: str, tmp_path: Path,
+                                        term: Callable[[str, dict[str, str]], Term]) -> None:
+    """`jobctl stats` on an 80-column terminal drops columns instead of wrapping rows (a pipe gets them all)."""
+    rt, toml, _pid = busy_pool
+    wait_for(lambda: metrics.snapshot(rt, ["webhook-retry"], dead_letters=False).queues[0].completed_1h > 0, 60,
+             "a finished job")
+    t = term(".venv/bin/jobctl stats", _env(redis_url, tmp_path, toml))
+    wait_for(lambda: "EXIT=0" in t.screen(), 30, "stats to print", t.screen)
+    screen = t.screen()
+    assert max(len(line) for line in screen.splitlines()) <= 80, screen
+    row = next(line for line in screen.splitlines() if "│ webhook-retry" in line)
+    assert "p95 ms" in screen and re.search(r"│ +\d+(\.\d+)? │", row)
+    assert "dead letters" not in screen  # one of the columns dropped to fit
