@@ -53,6 +53,7 @@ from jobctl.runtime import Runtime
 log = logging.getLogger("jobctl.deadletter")
 REDIS_KEEP_S = 7 * 86400  # how long a recorded failure stays in Redis (for `jobs show`)
 BATCH = 500
+RETRY_STORE_S = 5.0  # during an outage, how often the dead-letter hook tries the database again
 STATUSES = ("open", "replayed", "purged")
 _READY: set[str] = set()  # database URLs whose tables this process has created
 assert FAILURE_TTL_S > REDIS_KEEP_S + 30 * 86400  # unrecorded registry scores sort above recorded ones
@@ -344,12 +345,8 @@ def scrubbed(rt: Runtime, f: Failure) -> Failure:
     return replace(f, error=r(f.error), traceback=r.scrub(f.traceback))
 
 
-def capture(rt: Runtime, event: JobEvent) -> int:
-    """Record one dead-lettered job (from the worker hook); returns the entry id.
-
-    ServiceUnavailable when the database is down; the failure is not lost: a job hash stays in RQ's
-    failed registry, unmarked, and a failure with no hash (a refused key) is kept in
-    `keys.unrecorded()`, both recorded by the next `reconcile`."""
+def _failure_of(rt: Runtime, event: JobEvent) -> tuple[str, Failure, bool]:
+    """(level, scrubbed failure, whether a job hash holds it) of a dead-lettered job."""
     try:
         h = rt.redis.hgetall(keys.job(event.job_id))
     except redis.ResponseError:  # the key is not a hash (refused as such): the event says all there is
@@ -360,16 +357,34 @@ def capture(rt: Runtime, event: JobEvent) -> int:
     else:
         level, f = event.queue, Failure(event.queue, event.job, event.job_id, event.payload, event.error or "",
                                         event.traceback, event.attempt, utcnow())
-    f = scrubbed(rt, f)
+    return level, scrubbed(rt, f), bool(h)
+
+
+def capture(rt: Runtime, event: JobEvent) -> int:
+    """Record one dead-lettered job (from the worker hook); returns the entry id.
+
+    ServiceUnavailable when the database is down; the failure is not lost (see `defer`)."""
+    level, f, hashed = _failure_of(rt, event)
     try:
         entry_id, _new = store_for(rt).record(f)
     except ServiceUnavailable:
-        if not h:
-            rt.redis.rpush(keys.unrecorded(), _to_json(f))
+        _keep(rt, f, hashed)
         raise
-    if h:  # never touch a key that is not a job hash (or no longer exists)
+    if hashed:  # never touch a key that is not a job hash (or no longer exists)
         _mark(rt, level, event.job_id, entry_id)
     return entry_id
+
+
+def defer(rt: Runtime, event: JobEvent) -> None:
+    """Leave a dead-lettered job for `reconcile` without trying the database: a job hash stays in
+    RQ's failed registry, unmarked; a failure with no hash (a refused key) goes to `keys.unrecorded()`."""
+    _level, f, hashed = _failure_of(rt, event)
+    _keep(rt, f, hashed)
+
+
+def _keep(rt: Runtime, f: Failure, hashed: bool) -> None:
+    if not hashed:
+        rt.redis.rpush(keys.unrecorded(), _to_json(f))
 
 
 def _to_json(f: Failure) -> str:
@@ -388,23 +403,39 @@ class DeadLetterHook:
     """Worker hook: every dead-lettered job becomes one open dead-letter entry.
 
     While the database is down it logs one line per job, and once each that the outage started and
-    ended; what it could not write stays in Redis for `reconcile` (see `capture`)."""
+    (at the first entry recorded again) ended; what it could not write stays in Redis for `reconcile`
+    (see `defer`). During an outage it tries the database at most every `RETRY_STORE_S`, so a
+    database that hangs does not hold every slot for its connect timeout."""
 
     def __init__(self, rt: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
         self.rt = rt
         self.clock = clock
         self._lock = threading.Lock()
         self._down_since: float | None = None
+        self._tried_at = 0.0
         self._missed = 0
 
     def dead_lettered(self, event: JobEvent) -> None:
         """Record the failure; during a database outage, say so in one line."""
+        if self._waiting():
+            defer(self.rt, event)
+            self._outage(event, "")
+            return
         try:
             capture(self.rt, event)
         except ServiceUnavailable as exc:
             self._outage(event, str(exc))
             return
         self._recovered()
+
+    def _waiting(self) -> bool:
+        """Whether the store is down and was tried less than RETRY_STORE_S ago (else: try it now)."""
+        with self._lock:
+            now = self.clock()
+            if self._down_since is None or now - self._tried_at >= RETRY_STORE_S:
+                self._tried_at = now
+                return False
+            return True
 
     def _outage(self, event: JobEvent, reason: str) -> None:
         with self._lock:

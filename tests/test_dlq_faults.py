@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 
 from jobctl import config, db, keys
 from jobctl import deadletter as dl
@@ -76,9 +76,10 @@ def permanent(_payload: dict[str, Any], _ctx: Any) -> None:
     raise PermanentFailure("origin answered 404")
 
 
-def run(rt: Runtime, hooks: list[object]) -> None:
-    """Run image-processing in this process until empty."""
-    Runner(rt, [QUEUE], processors={JOB: permanent}, services=object(), hooks=Hooks(hooks)).work(burst=True)
+def run(rt: Runtime, hooks: list[object], slots: int | None = None) -> None:
+    """Run image-processing in this process until empty (in `slots` slots; default: the queue's)."""
+    Runner(rt, [QUEUE], processors={JOB: permanent}, services=object(), hooks=Hooks(hooks),
+           slots={QUEUE: slots} if slots else None).work(burst=True)
 
 
 def record(rt: Runtime, error: str = "err", payload: dict[str, Any] | None = None, job: str = JOB,
@@ -162,9 +163,14 @@ def test_the_hook_during_an_outage_logs_one_line_per_job_and_loses_nothing(
     rt.redis.set(keys.job("garbage-1"), "not a hash")  # refused at take: no job hash keeps its failure
     rt.redis.rpush(keys.queue_list(QUEUE), "garbage-1")
     caplog.set_level(logging.INFO)
+    now = [0.0]
+    inserts: list[str] = []
     with read_only(database_url) as ro:
-        hook = dl.DeadLetterHook(Runtime(dataclasses.replace(settings, database_url=ro)))
-        run(rt, [hook])
+        hook = dl.DeadLetterHook(Runtime(dataclasses.replace(settings, database_url=ro)), clock=lambda: now[0])
+        event.listen(db.engine_for(ro), "before_cursor_execute",
+                     lambda *a: inserts.append(a[2]) if a[2].startswith("INSERT INTO dead_letters") else None)
+        run(rt, [hook], slots=1)  # one after another (failures in flight at once all try the store)
+    assert len(inserts) == 1  # tried once: the later failures within RETRY_STORE_S wait in Redis
     during = [r for r in caplog.records if r.name.startswith("jobctl")]
     assert not any(r.exc_info for r in during)  # no traceback at all
     started = [r for r in during if "dead-letter store unavailable" in r.getMessage()]
@@ -176,6 +182,7 @@ def test_the_hook_during_an_outage_logs_one_line_per_job_and_loses_nothing(
 
     caplog.clear()
     hook.rt = rt  # the database is back
+    now[0] += dl.RETRY_STORE_S
     late = enqueue(rt, QUEUE, JOB, PAYLOAD).id
     run(rt, [hook])
     ended = [r for r in caplog.records if "available again" in r.getMessage()]
