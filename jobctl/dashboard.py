@@ -9,6 +9,7 @@ changes state on plain GETs, so `--rq` on a non-loopback address needs those two
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -62,9 +63,19 @@ def environment(rt: Runtime) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies, so even a SIGKILLed
+    `jobctl dashboard --rq` leaves no rq-dashboard serving (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def serve_rq(rt: Runtime, host: str, port: int) -> int:
     """Run rq-dashboard until it exits or SIGTERM/SIGINT arrives, which stop it too (never left serving)."""
-    proc = subprocess.Popen(command(host, port), env=environment(rt))
+    proc = subprocess.Popen(command(host, port), env=environment(rt),
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
     stop = threading.Event()
 
     def forward(*_: object) -> None:

@@ -3,6 +3,7 @@ port is closed and the exit code 0), `--rq` never leaving rq-dashboard serving, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -129,3 +130,21 @@ def test_stopping_lets_an_in_flight_request_finish() -> None:
     t.join(10)
     assert got and got[0].text == "finished"
     assert _closed(served.url)
+
+
+def test_a_killed_rq_launcher_takes_rq_dashboard_with_it(cli_env: dict[str, str]) -> None:
+    pytest.importorskip("rq_dashboard", reason="rq-dashboard is not installed")
+    proc, url = _start(cli_env, "--rq")
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    os.kill(proc.pid, signal.SIGKILL)  # no handler runs: the kernel's parent-death signal stops the child
+    proc.communicate(timeout=15)
+    try:
+        deadline = time.monotonic() + 15
+        while not _closed(url):
+            assert time.monotonic() < deadline, "rq-dashboard still serving after its launcher was killed"
+            time.sleep(0.2)
+    finally:
+        for pid in children:  # never leave one behind, even when the check failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
