@@ -515,3 +515,45 @@ def test_the_readme_walk_through(cli_env: dict[str, str], tmp_path: Path, rows_s
     assert dead[0]["error"].startswith("URLError: <urlopen error [Errno 111] Connection refused>")
     replayed = json.loads(run(env, "jobs", "show", dead[0]["replay_job_id"], "--json", cwd=tmp_path).stdout)
     assert (replayed["job"], replayed["status"]) == ("export-account", "queued")
+
+
+def test_declared_jobs_get_timeouts_priorities_and_bulk_enqueue(cli_env: dict[str, str], tmp_path: Path) -> None:
+    team_module(tmp_path / "code", '''
+        import time
+
+        def slow(payload, ctx):
+            time.sleep(30)
+    ''')
+    (tmp_path / "jobctl.toml").write_text(TEAM_TOML + '''
+[queues.slowq]
+timeout_s = 1
+
+[jobs.team-slow]
+queue = "slowq"
+processor = "teamjobs:slow"
+model = "teamjobs:SyncJob"
+
+[jobs.team-urgent]
+queue = "team"
+processor = "teamjobs:sync"
+model = "teamjobs:SyncJob"
+priority = 1
+''')
+    env = env_with(cli_env, tmp_path / "code", JOBCTL_DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}")
+    lines = tmp_path / "accounts.jsonl"
+    lines.write_text('{"account": "a1"}\n{"account": "a2"}\n')
+    out = run(env, "enqueue", "team", "team-sync", "--file", str(lines), "--json", cwd=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout)["count"] == 2, out.stderr
+    lines.write_text('{"account": "a1"}\n{"acount": "a2"}\n')
+    out = run(env, "enqueue", "team", "team-sync", "--file", str(lines), cwd=tmp_path)
+    assert (out.returncode, out.stderr) == (2, "error: 1 invalid line(s), nothing enqueued: line 2: account: "
+                                               "required field is missing\n")
+    urgent = run(env, "enqueue", "team", "team-urgent", "--set", "account=vip", "--json", cwd=tmp_path)
+    assert json.loads(urgent.stdout)["status"] == "queued"
+    slow = run(env, "enqueue", "slowq", "team-slow", "--set", "account=s", cwd=tmp_path).stdout.strip()
+    assert run(env, "work", "team", "slowq", "--burst", cwd=tmp_path).returncode == 0
+    shown = json.loads(run(env, "jobs", "show", json.loads(urgent.stdout)["id"], "--json", cwd=tmp_path).stdout)
+    assert (shown["priority"], shown["status"]) == (1, "finished")  # its own default, not the queue's 5
+    shown = json.loads(run(env, "jobs", "show", slow, "--json", cwd=tmp_path).stdout)
+    assert (shown["status"], shown["attempts"]) == ("failed", 1)
+    assert shown["error"].startswith("JobTimeout: job exceeded its 1s timeout")  # the queue's declared timeout_s
