@@ -80,12 +80,23 @@ def queue_jobs(name: str) -> str:
                            size=size, last=last, sizes=PAGE_SIZES, paused=name in control.paused(rt))
 
 
+def _span_s(start: str | None, end: str | None) -> float | None:
+    """Seconds between two ISO-8601 times of a job view (None when either is missing or unreadable)."""
+    try:
+        return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3) \
+            if start and end else None
+    except ValueError:
+        return None
+
+
 def job(job_id: str) -> str:
     """One job: payload (masked), attempts, progress, timings, result, error and traceback."""
     d = state()
     detail = control.job_detail(d.rt, job_id)
     v = detail.view
-    return render_template("job.html", d=detail, v=v, data=json.dumps(d.masker.apply(v.data), indent=2),
+    return render_template("job.html", d=detail, v=v, waited_s=_span_s(v.enqueued_at, v.started_at),
+                           ran_s=_span_s(v.started_at, v.ended_at),
+                           data=json.dumps(d.masker.apply(v.data), indent=2),
                            result=None if v.result is None else json.dumps(d.masker.apply(v.result), indent=2))
 
 

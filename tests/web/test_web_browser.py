@@ -155,6 +155,7 @@ def test_every_page_in_chromium_matches_stats_json_while_pools_run(stage: Stage,
     WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "job-id")))
     assert browser.find_element(By.ID, "status").text == "finished"
     assert json.loads(browser.find_element(By.ID, "result").text) == {"ok": True}
+    assert float(browser.find_element(By.ID, "ran").text.split()[1]) >= 0
 
     src = _page(browser, f"{stage.url}/dead-letters?queue=push", "dead-letters")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr[data-entry]")) == 3
