@@ -185,7 +185,7 @@ def act(action: str) -> str:
         raise UsageError(f"at most {MAX_SELECTION} dead letters at once")
     with dl.acting_as(_actor()):
         if action == "replay":
-            outcomes = rp.replay(rt, dl.Filter(ids=ids))
+            outcomes = rp.replay(rt, dl.Filter(ids=ids), rate=_rate(request.form.get("rate", "")))
         else:
             todo, skipped = rp.select_open(rt, dl.Filter(ids=ids))
             done = set(rp.purge(rt, todo))
@@ -223,6 +223,18 @@ def sync() -> Response:
     _audit("sync", {"recorded": n})
     flash(f"recorded {n} new dead letter(s)", "ok")
     return redirect(url_for("dead_letters"))
+
+
+def _rate(text: str) -> Any:
+    """The replay pace typed in the confirm form (N/s, N/m, N/h), or None for as fast as possible."""
+    from jobctl.queues import parse_rate
+
+    if not text.strip():
+        return None
+    try:
+        return parse_rate(text.strip())
+    except ValueError:
+        raise UsageError(f"rate {text!r} is not N/s, N/m or N/h with N >= 1 (e.g. 50/s)") from None
 
 
 def audit() -> str:

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,10 +33,10 @@ def _record(rt: Runtime, queue: str, job: str, payload: dict[str, object], error
     return entry
 
 
-def _confirm(s: requests.Session, site: str, preview: str, action: str) -> requests.Response:
+def _confirm(s: requests.Session, site: str, preview: str, action: str, **extra: str) -> requests.Response:
     ids = re.search(r'name="ids" value="([^"]*)"', preview)
     assert ids, "the dry run offers no confirm form"
-    return s.post(f"{site}/dead-letters/{action}", data={"csrf": csrf_of(preview), "ids": ids.group(1)},
+    return s.post(f"{site}/dead-letters/{action}", data={"csrf": csrf_of(preview), "ids": ids.group(1), **extra},
                   headers={"Origin": origin_of(site)}, timeout=30)
 
 
@@ -47,8 +48,12 @@ def test_filtered_replay_acts_on_exactly_the_previewed_ids(site: str, rt: Runtim
     assert preview.count("would replay") == 3 and f'data-entry="{other}"' not in preview
     assert all(e.status == "open" for e in dl.store_for(rt).entries(dl.Filter()))  # a dry run changes nothing
     late = _record(rt, "push", "send-push", push(n=10), "HTTP 503 from upstream")  # matches, but after the preview
-    done = _confirm(s, site, preview, "replay")
+    bad = _confirm(s, site, preview, "replay", rate="fast")
+    assert bad.status_code == 400 and "is not N/s" in bad.text
+    t = time.monotonic()
+    done = _confirm(s, site, preview, "replay", rate="10/s")
     assert done.status_code == 200 and done.text.count(">replayed<") == 3
+    assert time.monotonic() - t >= 0.15  # paced: three enqueues at 10/s span at least two intervals
     status = {e.id: e.status for e in dl.store_for(rt).entries(dl.Filter())}
     assert [status[i] for i in first] == ["replayed"] * 3 and status[other] == status[late] == "open"
     assert {rt.redis.hget(f"rq:job:dlq-{i}", "status") for i in first} == {b"queued"}
