@@ -204,6 +204,8 @@ class Term:
 
     def close(self) -> None:
         subprocess.run([TMUX or "tmux", "-L", self.sock, "kill-server"], capture_output=True, timeout=20)
+        tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+        Path(tmpdir, f"tmux-{os.getuid()}", self.sock).unlink(missing_ok=True)  # kill-server leaves the socket
 
 
 @pytest.fixture
