@@ -1,6 +1,6 @@
 """Start-up of whole `jobctl` processes beside RQ's own CLI, in the same run, on the same Redis (issue 13).
 
-    python -m bench.startup [--redis redis://127.0.0.1:6379/9] [--repeat 9] [--json FILE|-]
+    python -m bench.startup [--redis redis://127.0.0.1:6379/9] [--repeat 9] [--json FILE|-] [--source DIR]
 
 THE REDIS DATABASE GIVEN (default 9) IS FLUSHED before and after.
 
@@ -17,7 +17,9 @@ machine hits all alike. Printed: the median of each, the same-run ratios and the
 
 The settings are those of a deployment: a data directory with its dead-letter store created
 (`jobctl db init`), so `stats` reads real dead-letter counts. `python -X importtime` says what a
-command spends its start-up on (see the README).
+command spends its start-up on (see the README). `--source DIR` measures the `jobctl` package found in
+DIR instead of this one, e.g. an older commit (`git archive COMMIT | tar -x -C DIR`), for a
+before/after comparison in one sitting.
 """
 
 from __future__ import annotations
@@ -80,10 +82,12 @@ def run_once(argv: list[str], env: dict[str, str]) -> float:
     return took
 
 
-def measure(url: str, repeat: int, data_dir: str) -> dict[str, list[float]]:
+def measure(url: str, repeat: int, data_dir: str, source: str | None = None) -> dict[str, list[float]]:
     """Every command `repeat` times, interleaved; name -> seconds of each run."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCTL_", "_JOBCTL_", "COMP_"))}
     base |= {"JOBCTL_REDIS_URL": url, "JOBCTL_DATA_DIR": data_dir, "NO_COLOR": "1", "COLUMNS": "100"}
+    if source:
+        base["PYTHONPATH"] = str(Path(source).resolve())  # found before the editable install of this tree
     cmds = commands(url)
     subprocess.run([str(BIN / "jobctl"), "db", "init"], env=base, capture_output=True, check=True, timeout=60)
     names = list(cmds)
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/9", help="Redis URL; its database is FLUSHED")
     ap.add_argument("--repeat", type=int, default=9, help="runs of each command (at least 7; default 9)")
     ap.add_argument("--json", metavar="FILE", help="write every run and the medians as JSON ('-': stdout)")
+    ap.add_argument("--source", metavar="DIR", help="measure the jobctl package in DIR (an older checkout)")
     args = ap.parse_args(argv)
     if args.repeat < 7:
         ap.error("--repeat must be at least 7 (medians of 7 or more)")
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench.startup: Redis at {args.redis} does not answer: {exc}")
     try:
         with tempfile.TemporaryDirectory(prefix="jobctl-startup-") as data_dir:
-            times = measure(args.redis, args.repeat, data_dir)
+            times = measure(args.redis, args.repeat, data_dir, args.source)
     finally:
         client.flushdb()
     medians = {n: statistics.median(t) for n, t in times.items()}
