@@ -92,3 +92,47 @@ def test_cooldown_and_heartbeat_from_env_or_file(tmp_path: Path) -> None:
     assert config.load(env={"HOME": str(tmp_path)}, cwd=tmp_path).heartbeat_ttl_s == 10
     with pytest.raises(ConfigError, match="JOBCTL_HEARTBEAT_TTL_S must be a whole number of seconds >= 3, got '1'"):
         config.load(env={"HOME": str(tmp_path), "JOBCTL_HEARTBEAT_TTL_S": "1"}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://user:RedisPw-Zq7x9#frag@cache:6379/0",
+    "redis://user:RedisPw/Zq7x9@cache:6379/0",
+    "redis://:RedisPw?Zq7x9@cache:6379/0",
+    "redis://user:1234/Zq7x9@cache:6379/0",
+    "postgresql://app:S3cr#t@db/app",
+    "http://[::1",
+])
+def test_a_url_that_does_not_parse_cleanly_shows_no_credentials(url: str) -> None:
+    masked = config.mask_url(url)
+    assert masked == f"{url.partition('://')[0]}://****"
+    assert not config.parses_cleanly(url)
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("rediss://u:p%23w@h:1/2", "rediss://u:****@h:1/2"),
+    ("redis://:pw@h:6379/0?ssl_cert_reqs=none", "redis://:****@h:6379/0?****"),
+    ("sqlite:////var/lib/jobctl/app.db", "sqlite:////var/lib/jobctl/app.db"),
+    ("https://hooks.slack.com/services/T0/B0/XYZ", "https://hooks.slack.com/****"),
+    ("https://api.example.com/v1", "https://api.example.com/v1"),
+])
+def test_mask_url_keeps_what_is_not_secret(url: str, masked: str) -> None:
+    assert config.mask_url(url) == masked
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://hooks.slack.com/services/T0/B0/XYZsecret", "https://hooks.slack.com/****"),
+    ("https://acme.webhook.office.com/webhookb2/1a2b@3c4d/IncomingWebhook/XYZsecret/5e6f", "https://****"),
+    ("https://prod-12.westeurope.logic.azure.com:443/workflows/XYZsecret/triggers/manual/paths/invoke?sig=XYZsecret",
+     "https://prod-12.westeurope.logic.azure.com:443/****"),
+    ("https://alerts.example.com/notify/XYZsecret", "https://alerts.example.com/****"),
+    ("https://alerts.example.com/notify?token=XYZsecret", "https://alerts.example.com/****"),
+    ("https://bot:XYZsecret@alerts.example.com/", "https://alerts.example.com/"),
+])
+def test_config_show_masks_every_secret_field_the_same_way(tmp_path: Path, url: str, shown: str) -> None:
+    s = config.load(env={"HOME": str(tmp_path), "JOBCTL_ALERT_WEBHOOK_URL": url,
+                         "JOBCTL_WEBHOOK_SECRET": "whsec_XYZsecret", "JOBCTL_ONESIGNAL_API_KEY": "os_XYZsecret"},
+                    cwd=tmp_path)
+    public = s.public()
+    assert public["alert_webhook_url"] == shown
+    assert public["webhook_secret"] == public["onesignal_api_key"] == "****"
+    assert "XYZsecret" not in repr(public)

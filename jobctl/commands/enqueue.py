@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jobctl import render
 from jobctl.completion import job_names, queue_names
 from jobctl.durations import MAX_DELAY_S, parse_duration, parse_instant
 from jobctl.errors import UsageError
@@ -108,8 +107,9 @@ def enqueue_cmd(
     sets: Annotated[list[str] | None, typer.Option("--set", help="Set one payload field: key=value.")] = None,
     priority: Annotated[int | None, typer.Option("--priority", min=1, max=10,
                                                  help="1 (highest) to 10; default: the queue's.")] = None,
-    delay: Annotated[str | None, typer.Option("--delay", help="Run after a delay: 30s, 5m, 2h.")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="Run at an ISO-8601 time.")] = None,
+    delay: Annotated[str | None, typer.Option("--delay",
+                                              help="Run after a delay: 30s, 5m, 2h (at most 365d).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Run at an ISO-8601 time (at most 365 days ahead).")] = None,
     job_id: Annotated[str | None, typer.Option("--job-id", help="Idempotency: a live id is a duplicate.")] = None,
     file: Annotated[str | None, typer.Option("--file", help="JSON-lines file of payloads (- for stdin).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -140,6 +140,8 @@ def enqueue_cmd(
         else:
             out = enqueue_many(rt, queue, job, items, priority=priority, when=when)
         if as_json:
+            from jobctl import render  # Rich: only for --json
+
             render.print_json({"queue": queue, "job": job, "count": len(out),
                                "ids": [e.id for e in out], "status": out[0].status if out else "queued"})
         else:
@@ -147,6 +149,8 @@ def enqueue_cmd(
         return
     result = enqueue(rt, queue, job, read_payload(data, sets or []), priority=priority, when=when, job_id=job_id)
     if as_json:
+        from jobctl import render
+
         render.print_json(result.to_json())
     elif result.status == "duplicate":
         typer.echo(f"{result.id} (duplicate: already enqueued, nothing changed)")
