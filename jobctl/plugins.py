@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from jobctl.deadletter import DeadLetterHook
+from jobctl.capture import DeadLetterHook
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.runtime import Runtime
 

@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 
 import redis
 
+from jobctl.capture import settle_requeued
 from jobctl.control import cancel_job
-from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, settle_requeued, store_for
+from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, store_for
 from jobctl.errors import JobctlError
 from jobctl.producer import enqueue
 from jobctl.progress import Tick

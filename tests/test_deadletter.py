@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from jobctl import capture as cp
 from jobctl import config, control, keys
 from jobctl import deadletter as dl
 from jobctl import replay as rp
@@ -48,7 +49,7 @@ def ok(_payload: dict[str, Any], _ctx: Any) -> dict[str, bool]:
 
 def run(rt: Runtime, fn: Any, max_jobs: int | None = None) -> int:
     """Run the image-processing queue in this process until it is empty (or max_jobs)."""
-    runner = Runner(rt, [QUEUE], processors={JOB: fn}, services=object(), hooks=Hooks([dl.DeadLetterHook(rt)]))
+    runner = Runner(rt, [QUEUE], processors={JOB: fn}, services=object(), hooks=Hooks([cp.DeadLetterHook(rt)]))
     return runner.work(burst=True, max_jobs=max_jobs)
 
 
@@ -76,8 +77,8 @@ def test_failure_becomes_one_open_entry_only_after_its_last_attempt(rt: Runtime)
     assert e.replayed_at is None and e.replay_job_id is None
     assert abs((datetime.now(UTC) - e.failed_at).total_seconds()) < 30
     assert rt.redis.hget(keys.job(job.id), "jc_dlq") == str(e.id).encode()
-    assert 0 < rt.redis.ttl(keys.job(job.id)) <= dl.REDIS_KEEP_S
-    assert dl.reconcile(rt) == 0
+    assert 0 < rt.redis.ttl(keys.job(job.id)) <= cp.REDIS_KEEP_S
+    assert cp.reconcile(rt) == 0
     assert len(entries(rt)) == 1
 
 
@@ -94,7 +95,7 @@ def test_permanent_failure_is_dead_lettered_at_once(rt: Runtime) -> None:
 def test_capture_is_idempotent_per_failure(rt: Runtime) -> None:
     e = failed_entry(rt)
     event = JobEvent(e.job_id, QUEUE, JOB, PAYLOAD, 2, 2, error="boom")
-    assert dl.capture(rt, event) == e.id
+    assert cp.capture(rt, event) == e.id
     assert len(entries(rt)) == 1
 
 
@@ -198,23 +199,23 @@ def test_reconcile_recovers_failures_captured_while_the_database_was_down(rt: Ru
     job = enqueue(down, QUEUE, JOB, PAYLOAD)
     run(down, boom)  # the hook fails (logged), the job stays in RQ's failed registry
     assert entries(rt) == []
-    assert dl.reconcile(rt) == 1
+    assert cp.reconcile(rt) == 1
     (e,) = entries(rt)
     assert (e.job_id, e.attempts, e.status, e.data) == (job.id, 2, "open", PAYLOAD) and "boom" in e.error
-    assert dl.reconcile(rt) == 0
+    assert cp.reconcile(rt) == 0
     assert rt.redis.hget(keys.job(job.id), "jc_dlq") == str(e.id).encode()
 
 
 def test_reconcile_drops_registry_ids_whose_job_hash_is_gone(rt: Runtime) -> None:
     rt.redis.zadd(keys.failed(QUEUE), {"ghost": rt.redis.time()[0] + 10 * 365 * 86400})
-    assert dl.reconcile(rt) == 0
+    assert cp.reconcile(rt) == 0
     assert rt.redis.zcard(keys.failed(QUEUE)) == 0
 
 
 def test_jobctl_work_hooks_include_the_dead_letter_store(rt: Runtime) -> None:
     from jobctl.plugins import default_hooks
 
-    assert any(isinstance(h, dl.DeadLetterHook) for h in default_hooks(rt).hooks)
+    assert any(isinstance(h, cp.DeadLetterHook) for h in default_hooks(rt).hooks)
 
 
 def test_reads_do_not_create_tables(rt: Runtime) -> None:
@@ -243,7 +244,7 @@ def test_an_entry_purged_during_a_replay_gets_no_job(rt: Runtime) -> None:
         store.purge([entry_id])
         return real_claim(entry_id, job_id)
 
-    store.claim = purged_first  # type: ignore[method-assign]
+    store.claim = purged_first  # type: ignore[method-assign, assignment]
     try:
         out = rp._replay_one(rt, store, e)
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, make_url
 
+from jobctl import capture as cp
 from jobctl import config, db, keys
 from jobctl import deadletter as dl
 from jobctl import replay as rp
@@ -166,7 +167,7 @@ def test_the_hook_during_an_outage_logs_one_line_per_job_and_loses_nothing(
     now = [0.0]
     inserts: list[str] = []
     with read_only(database_url) as ro:
-        hook = dl.DeadLetterHook(Runtime(dataclasses.replace(settings, database_url=ro)), clock=lambda: now[0])
+        hook = cp.DeadLetterHook(Runtime(dataclasses.replace(settings, database_url=ro)), clock=lambda: now[0])
         event.listen(db.engine_for(ro), "before_cursor_execute",
                      lambda *a: inserts.append(a[2]) if a[2].startswith("INSERT INTO dead_letters") else None)
         run(rt, [hook], slots=1)  # one after another (failures in flight at once all try the store)
@@ -182,14 +183,14 @@ def test_the_hook_during_an_outage_logs_one_line_per_job_and_loses_nothing(
 
     caplog.clear()
     hook.rt = rt  # the database is back
-    now[0] += dl.RETRY_STORE_S
+    now[0] += cp.RETRY_STORE_S
     late = enqueue(rt, QUEUE, JOB, PAYLOAD).id
     run(rt, [hook])
     ended = [r for r in caplog.records if "available again" in r.getMessage()]
     assert len(ended) == 1 and "4 dead letter(s) missed" in ended[0].getMessage()
-    assert dl.reconcile(rt) == 4
+    assert cp.reconcile(rt) == 4
     assert sorted(e.job_id for e in dl.store_for(rt).entries(dl.Filter())) == sorted([*jobs, "garbage-1", late])
-    assert rt.redis.llen(keys.unrecorded()) == 0 and dl.reconcile(rt) == 0
+    assert rt.redis.llen(keys.unrecorded()) == 0 and cp.reconcile(rt) == 0
 
 
 # -- replay: dry runs check, filters, pacing --------------------------------------------------------

@@ -197,7 +197,8 @@ def export(ctx: typer.Context,
 @app.command("sync")
 def sync(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Record failed jobs still only in Redis (e.g. the database was down when they failed)."""
-    from jobctl.deadletter import reconcile, store_for
+    from jobctl.capture import reconcile
+    from jobctl.deadletter import store_for
 
     store_for(ctx.obj).ready()
     with progress.bar("recording", as_json) as tick:

@@ -16,6 +16,7 @@ import pytest
 from localservices import HttpServer
 from sqlalchemy import insert
 
+from jobctl import capture as cp
 from jobctl import deadletter as dl
 from jobctl import keys
 from jobctl.config import Settings
@@ -44,7 +45,7 @@ def echo_authorization(status: int) -> Callable[[dict[str, Any]], tuple[int, dic
 
 def run_queue(rt: Runtime, queue: str) -> None:
     """Run a queue's jobs with the production hooks (log + dead-letter store) until none is left."""
-    Runner(rt, [queue], hooks=Hooks([LogHook(), dl.DeadLetterHook(rt)])).work(burst=True)
+    Runner(rt, [queue], hooks=Hooks([LogHook(), cp.DeadLetterHook(rt)])).work(burst=True)
 
 
 def stored_text(rt: Runtime, job_id: str) -> str:
