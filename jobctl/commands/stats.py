@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jobctl import metrics, render
+from jobctl import jsonout, metrics
 from jobctl.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ def _judged(rt: Runtime, snap: metrics.Snapshot) -> tuple[dict[str, tuple[str, .
 
 def stats_renderable(rt: Runtime, queues: list[str] | None, width: int | None = None) -> Any:
     """The stats table of one snapshot, columns dropped to fit `width`."""
+    from jobctl import render
+
     snap = metrics.snapshot(rt, queues)
     why, hit, notes = _judged(rt, snap)
     return render.stats_table(snap.generated_at, snap.queues, why, notes, width, hit)
@@ -48,6 +50,8 @@ def stats_renderable(rt: Runtime, queues: list[str] | None, width: int | None = 
 
 def watch_renderable(rt: Runtime, queues: list[str] | None, interval: float, width: int | None) -> Any:
     """The live view of one snapshot."""
+    from jobctl import render
+
     snap = metrics.snapshot(rt, queues)
     why, hit, notes = _judged(rt, snap)
     return render.watch_view(snap.generated_at, interval, snap.queues, why, hit, snap.pools, notes, width)
@@ -72,10 +76,12 @@ def stats_cmd(
     try:
         if as_json:
             while True:
-                render.print_json(metrics.snapshot(rt, queues).to_json())
+                jsonout.print_json(metrics.snapshot(rt, queues).to_json())
                 if not watch:
                     return
                 time.sleep(interval)
+        from jobctl import render  # Rich: not for --json
+
         console = render.stdout()
         if not watch:
             console.print(stats_renderable(rt, queues, _width(console)))
