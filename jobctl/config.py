@@ -1,4 +1,4 @@
-"""Settings: built once from the environment and `jobctl.toml`, then passed explicitly (SPEC §5)."""
+"""Settings: built once from the environment and `jobctl.toml`, then passed explicitly (docs/settings.md)."""
 
 from __future__ import annotations
 

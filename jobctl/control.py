@@ -87,7 +87,7 @@ def empty_queue(rt: Runtime, name: str, progress: Callable[[int, int], None] | N
 
 @dataclass(frozen=True)
 class WorkerView:
-    """One live worker pool (SPEC §6 `workers`)."""
+    """One live worker pool (docs/commands/workers.md)."""
 
     name: str
     host: str

@@ -1,4 +1,4 @@
-"""The application database (SPEC §5): SQLAlchemy Core tables on one MetaData, and engines.
+"""The application database (docs/settings.md): SQLAlchemy Core tables on one MetaData, and engines.
 
 SQLite in the data directory by default (WAL, busy timeout), PostgreSQL via psycopg 3 in
 production. Every timestamp column is `UtcDateTime`: written from aware datetimes, stored as

@@ -1,6 +1,6 @@
 """User-facing errors (with exit codes) and the signals a processor raises.
 
-`JobctlError` subclasses become one red line on stderr and an exit code (SPEC §7).
+`JobctlError` subclasses become one red line on stderr and an exit code (docs/index.md, exit codes).
 `RetryLater` and `PermanentFailure` are job signals: a processor raises them and the
 worker applies them; they never reach the console as errors.
 """

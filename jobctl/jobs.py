@@ -76,7 +76,7 @@ def decode_data(raw: bytes | str | None) -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class JobView:
-    """What `jobs show` prints (SPEC §6 field names)."""
+    """What `jobs show` prints (the `--json` fields of docs/commands/jobs.md)."""
 
     id: str
     queue: str

@@ -2,8 +2,10 @@
 
 RQ's own keys (job hashes, queue lists, registries) are reached through RQ's API or the
 helpers below that mirror RQ's documented layout; no other Python module builds a key with an
-f-string. The Lua scripts in `jobctl/lua/` build keys too, but only by appending an id, a level or
-a queue name to a prefix passed in from here (`keys.job("")` etc.), so every key stays in this table.
+f-string. The Lua scripts in `jobctl/lua/` build keys too: they append a job id, a level or a queue
+name to a prefix passed in from here (`keys.job("")`, `keys.wip("")`, `METRICS_PREFIX`…), and add the
+`:{minute}` of a metrics key, the `:{job}` of a per-job rate scope and RQ's `job_id:execution_id`
+member themselves; every key they build still has its row in this table (the scan test checks it).
 
 | key | type | what |
 | --- | --- | --- |

@@ -121,7 +121,7 @@ def drain_s(waiting: int, rate_per_s: float) -> float | None:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """One queue's figures (SPEC §6 `stats` JSON names, plus `retried_1h` and `rate_limited`)."""
+    """One queue's figures (`stats --json` names, docs/commands/stats.md)."""
 
     name: str
     waiting: int

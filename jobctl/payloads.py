@@ -1,4 +1,4 @@
-"""Payload models of the built-in jobs (SPEC §3), validated at enqueue and again before a job runs.
+"""Payload models of the built-in jobs (docs/jobs.md), validated at enqueue and again before a job runs.
 
 Which job uses which model is declared in its job-type record (`jobctl.processors.BUILTINS`)."""
 

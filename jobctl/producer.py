@@ -1,4 +1,4 @@
-"""Validated, JSON-only enqueue: one job, or many in pipelined batches (SPEC §6 `enqueue`)."""
+"""Validated, JSON-only enqueue: one job, or many in pipelined batches (docs/commands/enqueue.md)."""
 
 from __future__ import annotations
 

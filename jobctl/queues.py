@@ -1,4 +1,4 @@
-"""Queue policies: every queue's behaviour on one screen (SPEC §2).
+"""Queue policies: every queue's behaviour on one screen (docs/queues.md).
 
 A queue is served through one RQ queue per priority level: the level of the queue's built-in
 priority keeps the queue's name (`email`), other levels get a suffix (`email.p3`). Level names never

@@ -1,4 +1,4 @@
-"""The shared rate limiter: a sliding log in Redis, one atomic Lua round trip per decision (SPEC §8).
+"""The shared rate limiter: a sliding log in Redis, one atomic Lua round trip per decision (docs/index.md, guarantees).
 
 A scope's log is the zset `keys.rate(scope)` of start times in microseconds. At time `now` a start
 counts while `score > now - window`; a new start is recorded only when fewer than `limit` count.

@@ -1,4 +1,6 @@
-"""Rich renderables from plain data (no I/O), and the one place output is printed."""
+"""Rich renderables from plain data, plus the stdout console (`stdout()`) and JSON writer (`print_json`)
+the commands print them with. Commands still print their own plain lines (`typer.echo`), `metrics`
+writes Prometheus text itself, and errors are printed by `cli.main` on stderr."""
 
 from __future__ import annotations
 

@@ -12,7 +12,10 @@ Order of a replay, per open entry (oldest first):
    Two replays running at once share one job, and only one claims.
 4. Audit every replayed entry in one record.
 
-Entries RQ's tools requeued meanwhile are settled first. `progress(done, total)` follows the entries.
+Before step 1 a real run (not a dry run) settles entries RQ's tools requeued meanwhile, and pings
+Redis once so an outage fails the command before anything changes. If an entry was purged between
+its enqueue and its claim, the job this call queued is cancelled again. `progress(done, total)`
+follows the entries.
 """
 
 from __future__ import annotations

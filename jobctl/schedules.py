@@ -252,7 +252,7 @@ class TaskOutcome:
     task: str
     action: str
     job_id: str | None = None
-    deletedCount: int | None = None  # noqa: N815 - SPEC field name
+    deletedCount: int | None = None  # noqa: N815 - documented field name (docs/commands/cleanup.md)
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Validation of every payload field of SPEC §3."""
+"""Validation of every payload field of docs/jobs.md."""
 
 from __future__ import annotations
 
