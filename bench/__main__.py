@@ -20,6 +20,9 @@ jobctl's ratio to each peer, and pass/fail against the targets. --json writes ev
   idle      jobctl only: `jobctl --redis-url URL work --all` idle for 3 s: processes, PSS, RSS
   image-rss jobctl only: peak RSS of process-image on the worst accepted images, a fresh process
             each (bench/image_rss.py; no Redis)
+  producer  jobctl only: `jobctl.enqueue` in a gunicorn request handler (2 processes x 4 threads),
+            --single requests: the call's time inside the handler and request latency with and
+            without it, median and p99 (bench/producer.py)
 
 Every step is bounded (--timeout per drain); a system that fails or times out is reported as
 such and the others go on. --quick (1 round, small counts) finishes in about a minute.
@@ -40,6 +43,7 @@ import redis
 from bench.image_rss import measure_image_rss
 from bench.jobctl_side import Jobctl, measure_idle, measure_io
 from bench.peers import BullMQ, Dramatiq, PlainRQ
+from bench.producer import measure_producer
 from bench.report import medians, render
 from bench.system import Params, Round, System, measure
 
@@ -61,6 +65,7 @@ TASKS: dict[str, tuple[str, Task]] = {
     "io": ("jobctl:io", lambda client, p, args, rec: measure_io(client, p, args.io_jobs, args.io_client, rec)),
     "idle": ("jobctl:idle", lambda client, p, _args, rec: measure_idle(client, p, rec)),
     "image-rss": ("jobctl:image-rss", lambda _client, _p, _args, rec: measure_image_rss(rec)),
+    "producer": ("jobctl:producer", lambda client, p, _args, rec: measure_producer(client, p, rec)),
 }
 
 

@@ -51,6 +51,12 @@ OWN = (
     Metric("image_rss_tiny_mib", "process-image: peak RSS, 16x16 PNG (MiB)", "{:.0f}", False),
     Metric("image_rss_jpeg_thumb_mib", "process-image: peak RSS, 24 MP JPEG to 300 px (MiB)", "{:.0f}", False),
     Metric("image_rss_png16_mib", "process-image: peak RSS, issue's 6300x6300 PNG refused (MiB)", "{:.0f}", False),
+    Metric("producer_enqueue_p50_us", "producer: `jobctl.enqueue` in a handler, median (µs)", "{:,.0f}", False),
+    Metric("producer_enqueue_p99_us", "producer: `jobctl.enqueue` in a handler, p99 (µs)", "{:,.0f}", False),
+    Metric("producer_request_p50_ms", "producer: request with the enqueue, median (ms)", "{:.2f}", False),
+    Metric("producer_request_p99_ms", "producer: request with the enqueue, p99 (ms)", "{:.2f}", False),
+    Metric("producer_noop_p50_ms", "producer: same request without it, median (ms)", "{:.2f}", False),
+    Metric("producer_noop_p99_ms", "producer: same request without it, p99 (ms)", "{:.2f}", False),
 )
 
 
