@@ -260,3 +260,43 @@ def test_unwritable_targets_are_permanent(target: str, make_settings: Callable[.
     assert run(settings, make_ctx, jpeg_rotated(), targetPath=long_ok)["width"] == 112
     with pytest.raises(PermanentFailure, match="storage key|each part must be at most 255 bytes"):
         run(settings, make_ctx, jpeg_rotated(), targetPath=target)
+
+
+def test_refusals_reach_the_dead_letter_store_at_once_through_the_cli(redis_url: str, tmp_path: Path) -> None:
+    """enqueue -> work --burst -> dlq list: each refusal is permanent (1 attempt of the queue's 2) with its reason."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCTL_", "REDIS_"))} | {
+        "JOBCTL_REDIS_URL": redis_url, "JOBCTL_DATA_DIR": str(data), "JOBCTL_IMAGE_MAX_BYTES": "400000",
+        "NO_COLOR": "1"}
+
+    def jobctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobctl", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    store = data / "storage"
+    (store / "out" / "dir.jpg").mkdir(parents=True)
+    noise = io.BytesIO()
+    Image.frombytes("RGB", (600, 600), os.urandom(600 * 600 * 3)).save(noise, "JPEG", quality=95)
+    assert len(noise.getvalue()) > 400_000
+    (store / "big.jpg").write_bytes(noise.getvalue())
+    (store / "huge.png").write_bytes(png16_rgba(6300, 6300))
+    (store / "ok.jpg").write_bytes(jpeg_rotated())
+    jobs = {"big.jpg": "out/a.jpg", "huge.png": "out/b.jpg", "ok.jpg": "out/dir.jpg"}
+    for original, target in jobs.items():
+        payload = {**JOB, "originalPath": original, "targetPath": target}
+        assert jobctl("enqueue", "image-processing", "process-image", "--data", json.dumps(payload)).returncode == 0
+    assert jobctl("enqueue", "image-processing", "process-image", "--data",
+                  json.dumps({**JOB, "originalPath": "./in/ok.png"})).returncode == 2  # the one key rule
+    work = jobctl("work", "image-processing", "--burst")
+    assert work.returncode == 0, work.stderr
+    entries = {e["data"]["originalPath"]: e for e in json.loads(jobctl("dlq", "list", "--json").stdout)}
+    assert sorted(entries) == sorted(jobs)
+    assert all(e["attempts"] == 1 for e in entries.values())
+    assert "above the 400,000-byte limit" in entries["big.jpg"]["error"]
+    assert "6300x6300 RGBA: 158,760,000 bytes decoded" in entries["huge.png"]["error"]
+    assert "'out/dir.jpg' is a directory" in entries["ok.jpg"]["error"]
