@@ -236,16 +236,19 @@ def test_replay_through_the_page_runs_once_and_is_audited(stage: Stage, browser:
     WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "preview")))
     assert "would replay" in browser.find_element(By.ID, "preview").text
     assert store.get([entry_id])[0].status == "open"  # the dry run changed nothing
+    form = {"csrf": browser.find_element(By.CSS_SELECTOR, "#confirm input[name=csrf]").get_attribute("value"),
+            "ids": browser.find_element(By.CSS_SELECTOR, "#confirm input[name=ids]").get_attribute("value")}
     browser.find_element(By.ID, "confirm-button").click()
     WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "outcome")))
     assert browser.find_element(By.CSS_SELECTOR, "#outcome td.action").text == "replayed"
     job_id = f"dlq-{entry_id}"
     wait_for(lambda: job_id in _ids(rt, "test:done"), 60, "the replayed job to run")
 
-    browser.back()  # the confirm form again: resubmitting it must not run the job a second time
-    WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "confirm-button"))).click()
-    WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "outcome")))
-    assert browser.find_element(By.CSS_SELECTOR, "#outcome td.action").text == "skipped"
+    # the same confirm form submitted again (as a double click or a resubmitted page would): no second run
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    again = requests.post(f"{stage.url}/dead-letters/replay", data=form, cookies=cookies,
+                          headers={"Origin": stage.url}, timeout=30)
+    assert again.status_code == 200 and '<td class="action">skipped</td>' in again.text
     _page(browser, f"{stage.url}/dead-letters/replay?ids={entry_id}", "preview")
     assert not browser.find_elements(By.ID, "confirm-button")
     assert _ids(rt, "test:starts").count(job_id) == 1 and _ids(rt, "test:done").count(job_id) == 1
