@@ -77,6 +77,8 @@ def test_completion_of_names_loads_no_heavy_library(env: dict[str, str]) -> None
         "jobctl enqueue im": {"image-processing"},
         "jobctl enqueue email ": {"send-email"},
         "jobctl enqueue data-cleanup cleanup-a": {"cleanup-audit-logs"},
+        "jobctl stats email p": {"push"},
+        "jobctl work w": {"webhook-retry"},
     }
     for words, expected in cases.items():
         out, code, mods = probe(env, words=words)

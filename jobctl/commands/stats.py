@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from jobctl import jsonout, metrics
+from jobctl.completion import queue_names
 from jobctl.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _width(console: Console) -> int | None:
 def stats_cmd(
     ctx: typer.Context,
     queues: Annotated[list[str] | None, typer.Argument(help="Queues to show (default: all).",
-                                                       show_default=False)] = None,
+                                                       show_default=False, autocompletion=queue_names)] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Live view, redrawn until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between redraws.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one document per line).")]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from jobctl.completion import queue_names
 from jobctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 def work_cmd(
     ctx: typer.Context,
-    queues: Annotated[list[str] | None, typer.Argument(help="Queues to serve.", show_default=False)] = None,
+    queues: Annotated[list[str] | None, typer.Argument(help="Queues to serve.", show_default=False,
+                                                       autocompletion=queue_names)] = None,
     all_queues: Annotated[bool, typer.Option("--all", help="Serve every queue, in priority order.")] = False,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=10000,
                                                     help="Most jobs the pool runs at once, all queues together "
