@@ -4,7 +4,6 @@ writes Prometheus text itself, and errors are printed by `cli.main` on stderr.""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +16,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from jobctl.jsonout import print_json as print_json  # re-exported: JSON output needs no Rich
 from jobctl.queues import QueuePolicy
 
 
@@ -24,11 +24,6 @@ def stdout() -> Console:
     """Console on stdout: colour only on a terminal, never with NO_COLOR."""
     wide = None if sys.stdout.isatty() else 200  # pipes and files get whole rows, not 80 columns
     return Console(highlight=False, soft_wrap=False, width=wide)
-
-
-def print_json(doc: Any) -> None:
-    """One JSON document on stdout."""
-    sys.stdout.write(json.dumps(doc, default=str, ensure_ascii=False) + "\n")
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
