@@ -167,6 +167,8 @@ def test_every_page_in_chromium_matches_stats_json_while_pools_run(stage: Stage,
     failed_job = browser.find_element(By.CSS_SELECTOR, "table.kv a").text
     _page(browser, f"{stage.url}/jobs/{failed_job}", "job-id")
     assert "asked to fail" in browser.find_element(By.ID, "error").text
+    assert "Traceback" in browser.find_element(By.CSS_SELECTOR, "pre.tb").text
+    assert browser.find_element(By.ID, "attempts").text == "1 of 1"
     _page(browser, f"{stage.url}/dead-letters/purge?queue=webhook-retry", "preview")
     assert "would purge" in browser.find_element(By.ID, "preview").text
     src = _page(browser, f"{stage.url}/workers", "workers")

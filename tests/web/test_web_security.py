@@ -176,6 +176,8 @@ def test_masked_payload_and_missing_job(site: str, rt: Runtime) -> None:
     s = signed_in(site)
     page = s.get(f"{site}/jobs/{jid}", timeout=10).text
     assert "tok-very-secret-1" not in page and MASK in page and "visible" in page
+    rt.redis.hset(f"rq:job:{jid}", "jc_progress", 70)  # as a processor's ctx.progress(70) records it
+    assert '<progress max="100" value="70">' in s.get(f"{site}/jobs/{jid}", timeout=10).text
     missing = s.get(f"{site}/jobs/no-such-job", timeout=10)
     assert missing.status_code == 404 and "no job &#39;no-such-job&#39;" in missing.text  # autoescaped
     assert s.get(f"{site}/queues/nope", timeout=10).status_code == 400
