@@ -139,10 +139,15 @@ class Pool:
         return self.max_jobs is not None and self.claimed.value >= self.max_jobs
 
     def _warm_up(self) -> None:
-        """Import every processor and service module before forking: runners then start their first
-        job at once and share those pages copy-on-write."""
+        """Import every processor, payload model and service module before forking: runners then start
+        their first job at once (a lazy import in a slot would delay its start past the rate limiter's
+        guard band) and share those pages copy-on-write."""
+        reg = self.settings.queues
         if self.processors is None:
-            self.settings.queues.processors(self.queues)  # a declaration that cannot be imported: exit 2 now
+            reg.processors(self.queues)  # a declaration that cannot be imported: exit 2 now
+        for name in self.queues:
+            for job in reg.get(name).jobs:
+                reg.model(job)
         import jobctl.services  # noqa: F401
 
     def _tick(self) -> None:
