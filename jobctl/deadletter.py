@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     insert,
     inspect,
+    or_,
     select,
     update,
 )
@@ -116,7 +117,8 @@ class Filter:
     older_than_s: float | None = None
     status: str | None = None
     limit: int | None = None
-    error: str | None = None  # a substring of the failure reason (exception class or message), any case
+    error: str | None = None  # a substring, any case, of the failure reason or of its traceback, whose last
+    # line names the exception class (a permanent failure's reason reads "permanent failure: ...")
 
     def query(self, now: datetime, newest_first: bool = True) -> Select[Any]:
         """The SELECT of the matching rows."""
@@ -127,7 +129,8 @@ class Filter:
         conds += [t.status == self.status] if self.status else []
         if self.error:
             escaped = self.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(t.error.ilike(f"%{escaped}%", escape="\\"))
+            pattern = f"%{escaped}%"
+            conds.append(or_(t.error.ilike(pattern, escape="\\"), t.traceback.ilike(pattern, escape="\\")))
         if self.since_s is not None:
             conds.append(t.failed_at >= now - timedelta(seconds=self.since_s))
         if self.older_than_s is not None:

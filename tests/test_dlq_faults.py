@@ -84,9 +84,9 @@ def run(rt: Runtime, hooks: list[object], slots: int | None = None) -> None:
 
 
 def record(rt: Runtime, error: str = "err", payload: dict[str, Any] | None = None, job: str = JOB,
-           age: timedelta = timedelta(0)) -> int:
+           age: timedelta = timedelta(0), tb: str | None = None) -> int:
     """One recorded failure."""
-    f = dl.Failure(QUEUE, job, str(uuid.uuid4()), PAYLOAD if payload is None else payload, error, None, 1,
+    f = dl.Failure(QUEUE, job, str(uuid.uuid4()), PAYLOAD if payload is None else payload, error, tb, 1,
                    datetime.now(UTC) - age)
     return dl.store_for(rt).record(f)[0]
 
@@ -221,7 +221,8 @@ def test_cli_dry_run_fails_like_the_replay_would(rt: Runtime, cli_env: dict[str,
 
 def test_error_filter_matches_class_or_message_in_any_case_literally(rt: Runtime) -> None:
     boom = record(rt, "RuntimeError: boom (attempt 2 of 2)")
-    http = record(rt, "permanent failure: webhook endpoint answered HTTP 400: 'nope'")
+    http = record(rt, "permanent failure: webhook endpoint answered HTTP 400: 'nope'",
+                  tb="Traceback (most recent call last):\n  ...\njobctl.processors._common.HttpRefused: HTTP 400")
     odd = record(rt, "ValueError: 100%_done")
     decoy = record(rt, "ValueError: 100 percent done")
 
@@ -232,6 +233,7 @@ def test_error_filter_matches_class_or_message_in_any_case_literally(rt: Runtime
     assert ids("HTTP 400") == {http}
     assert ids("100%_") == {odd}  # % and _ are text, not wildcards
     assert ids("ValueError") == {odd, decoy}
+    assert ids("httprefused") == {http}  # the class, from the traceback's last line
     out = rp.replay(rt, dl.Filter(error="http 400"))
     assert [(o.id, o.action) for o in out] == [(http, "replayed")]
 
