@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from jobctl.capture import DeadLetterHook
+from jobctl.errors import printable
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.runtime import Runtime
 
@@ -17,12 +18,12 @@ class LogHook:
     def retrying(self, e: JobEvent) -> None:
         """A failed attempt will be retried."""
         log.info("job %s (%s) attempt %d/%d failed, retry in %.1fs: %s", e.job_id, e.job, e.attempt,
-                 e.max_attempts, e.delay_s, e.error)
+                 e.max_attempts, e.delay_s, printable(e.error))
 
     def dead_lettered(self, e: JobEvent) -> None:
         """A job failed permanently."""
         log.warning("job %s (%s) failed permanently after %d attempt(s): %s", e.job_id, e.job, e.attempt,
-                    e.error)
+                    printable(e.error))
 
 
 def default_hooks(rt: Runtime) -> Hooks:

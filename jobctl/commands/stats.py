@@ -34,6 +34,8 @@ def _judged(rt: Runtime, snap: metrics.Snapshot) -> tuple[dict[str, tuple[str, .
         hit[q.name] = metrics.breaches(q, p.backlog_alert, p.failed_alert)
     notes = (["RQ workers are suspended (rq suspend): pools take no jobs"] if snap.rq_suspended else []) + \
         [f"non-jobctl RQ worker {w} serves {', '.join(q)}" for w, q in snap.foreign_workers.items()]
+    if snap.dead_letters_error:
+        notes.append(f"dead letters not counted: {snap.dead_letters_error}")
     delayed = sum(q.delayed for q in snap.queues)
     if delayed and not snap.scheduler_alive:
         notes.append(f"{delayed} delayed job(s) but no scheduler heartbeat in 30 s")

@@ -48,3 +48,17 @@ def test_push_log_line_escapes_the_user_id(database_url: str, make_settings: Cal
     assert send_push(payload, make_ctx(settings, "send-push", job_id="job-1"))["sent"] is True
     [line] = [r.getMessage() for r in caplog.records if r.name == "jobctl.processors.push"]
     assert line == f"push job-1 for user {ESCAPED}: notification n-1\\r\\nFAKE"
+
+
+def test_retry_and_dead_letter_log_lines_escape_the_error_text(caplog: pytest.LogCaptureFixture) -> None:
+    """An upstream answer quoted in the error cannot forge the worker's own log lines either."""
+    from jobctl.hooks import JobEvent
+    from jobctl.plugins import LogHook
+
+    caplog.set_level(logging.INFO, logger="jobctl.jobs")
+    event = JobEvent("j1", "webhook-retry", "retry-webhook", {}, 2, 3, error=f"HTTP 502: {FORGED}", delay_s=4)
+    LogHook().retrying(event)
+    LogHook().dead_lettered(event)
+    lines = [r.getMessage() for r in caplog.records if r.name == "jobctl.jobs"]
+    assert lines == [f"job j1 (retry-webhook) attempt 2/3 failed, retry in 4.0s: HTTP 502: {ESCAPED}",
+                     f"job j1 (retry-webhook) failed permanently after 2 attempt(s): HTTP 502: {ESCAPED}"]
