@@ -302,10 +302,12 @@ class Runner:
         while True:
             try:
                 return call()
-            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:  # outage, failover
+            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError,  # outage, failover
+                    redis.OutOfMemoryError) as exc:  # noeviction refuses the whole script: nothing was written
                 if self.stopping and pause > 4:
                     raise
-                log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, pause)
+                what = "out of memory" if isinstance(exc, redis.OutOfMemoryError) else "unavailable"
+                log.warning("Redis %s (%s); retrying in %.1fs", what, type(exc).__name__, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
@@ -491,7 +493,7 @@ class Runner:
     def _promote_due(self) -> int:
         from jobctl.delayed import promote
 
-        return promote(self.rt, self.queues)[0]
+        return int(self._retrying(lambda: promote(self.rt, self.queues)[0]))
 
 
 class _Waker:

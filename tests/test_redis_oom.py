@@ -134,3 +134,38 @@ def test_maintenance_logs_the_outage_once_and_its_end(small_redis: str, tmp_path
     caplog.clear()
     maintenance.run_due(tasks, now + 6 * 13)
     assert [r for r in caplog.records if r.name == "jobctl.pool"] == []
+
+
+
+def test_a_runner_waits_out_out_of_memory_then_finishes_every_job(small_redis: str, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A script Redis refuses for memory (at its first write, so nothing was written) is retried, never
+    raised into the runner: before, a burst runner's promotion of due jobs raised OutOfMemoryError."""
+    import threading
+
+    from jobctl.worker import Runner
+
+    settings = config.load(env={"JOBCTL_REDIS_URL": small_redis, "JOBCTL_DATA_DIR": str(tmp_path / "data"),
+                                "HOME": str(tmp_path)}, cwd=tmp_path)
+    rt = Runtime(settings)
+    jobs = [enqueue(rt, "webhook-retry", "retry-webhook", {**HOOK, "eventId": f"e{i}"}) for i in range(3)]
+    runner = Runner(rt, ["webhook-retry"], processors={"retry-webhook": lambda p, c: {"ok": True}})
+    names = fill(small_redis)
+    caplog.set_level(logging.WARNING, logger="jobctl.worker")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            runner.work(burst=True)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(3.0)
+    assert t.is_alive() and not errors  # waiting, nothing raised
+    assert any("Redis out of memory (OutOfMemoryError)" in r.getMessage() for r in caplog.records)
+    free(small_redis, names)
+    t.join(20)
+    assert not t.is_alive() and not errors
+    assert [rt.redis.hget(keys.job(j.id), "status") for j in jobs] == [b"finished"] * 3
