@@ -138,7 +138,7 @@ def test_auth_on_loopback_and_password_never_in_results(
     [
         ({**WELCOME, "template": "nope"}, "template"),
         ({**WELCOME, "lang": "de"}, "lang"),
-        ({**WELCOME, "subject": "Hi\r\nBcc: x@evil.example"}, "CR or LF"),
+        ({**WELCOME, "subject": "Hi\r\nBcc: x@evil.example"}, "one line of printable text"),
         ({**WELCOME, "data": {}}, "needs a value the payload lacks"),
         ({**WELCOME, "template": "password-reset"}, "needs a value the payload lacks"),
     ],
