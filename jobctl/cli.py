@@ -170,6 +170,7 @@ app = typer.Typer(
     help="Background jobs on RQ + Redis: run workers, enqueue, inspect, replay.",
     cls=LazyGroup,
     no_args_is_help=True,
+    rich_markup_mode=None,  # click's plain help for the root: Typer's Rich help imports ~70 ms of modules
     pretty_exceptions_show_locals=False,
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},

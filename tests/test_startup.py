@@ -64,6 +64,7 @@ def test_help_and_version_load_no_heavy_library(env: dict[str, str]) -> None:
     assert code == 0 and "enqueue" in out and "dlq" in out
     assert not mods & HEAVY, mods & HEAVY
     assert not {"jobctl.commands", "redis", "rq"} & mods  # no command module, no Redis client
+    assert "markdown_it" not in mods  # the root's help is click's: Typer's Rich formatter imports rich.markdown
     out, code, mods = probe(env, "--version")
     assert code == 0 and out.startswith("jobctl ")
     assert not mods & HEAVY, mods & HEAVY
