@@ -109,6 +109,14 @@ email_log = Table(
     Column("sent_at", UtcDateTime, nullable=False, default=utcnow),
 )
 
+email_claims = Table(  # a send in progress: claimed before SMTP, removed once email_log holds the key
+    "email_claims",
+    metadata,
+    Column("idempotency_key", Text, primary_key=True),
+    Column("owner", Text, nullable=False),  # the job id of the run sending it
+    Column("claimed_at", UtcDateTime, nullable=False, default=utcnow),
+)
+
 webhook_events = Table(
     "webhook_events",
     metadata,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from hashlib import sha256
 from typing import TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Column, Engine, Table, exists, insert, select
+from sqlalchemy import Column, Engine, Table, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jobctl.config import mask_url
@@ -115,3 +115,29 @@ def remember(engine: Engine, table: Table, values: dict[str, object]) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def claim(engine: Engine, table: Table, key: str, owner: str, now: datetime, stale_s: float) -> bool:
+    """Claim `key` for `owner` (a job id) before a side effect that must happen once: True when the
+    claim is new, already `owner`'s (its own retry), or older than `stale_s` (its run died); False while
+    another live run holds it. `table` has columns idempotency_key, owner and claimed_at."""
+    c = table.c
+    with reachable(engine):
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(table).values(idempotency_key=key, owner=owner, claimed_at=now))
+            return True
+        except IntegrityError:
+            pass
+        with engine.begin() as conn:
+            taken = conn.execute(update(table).where(
+                c.idempotency_key == key,
+                or_(c.owner == owner, c.claimed_at < now - timedelta(seconds=stale_s)),
+            ).values(owner=owner, claimed_at=now))
+            return bool(taken.rowcount == 1)
+
+
+def release(engine: Engine, table: Table, key: str, owner: str) -> None:
+    """Drop `owner`'s claim on `key` (after the side effect was recorded, or failed)."""
+    with reachable(engine), engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.idempotency_key == key, table.c.owner == owner))

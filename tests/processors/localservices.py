@@ -92,6 +92,7 @@ class SmtpServer:
     messages: list[Any] = field(default_factory=list)
     logins: list[tuple[bytes, bytes]] = field(default_factory=list)
     url: str = ""
+    data_delay_s: float = 0.0  # a slow server: the answer to DATA comes this much later
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
         """Accept the recipient unless this server is scripted to reject it."""
@@ -102,6 +103,10 @@ class SmtpServer:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         """Answer the next scripted reply, else store the message."""
+        if self.data_delay_s:
+            import asyncio
+
+            await asyncio.sleep(self.data_delay_s)
         if self.data_replies:
             return self.data_replies.pop(0)
         self.messages.append(envelope)

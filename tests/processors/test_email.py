@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,12 +14,12 @@ from typing import Any
 
 import pytest
 from localservices import Ctx, SmtpServer, free_port
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from jobctl import mailer
 from jobctl.config import Settings
-from jobctl.db import email_log
-from jobctl.errors import PermanentFailure
+from jobctl.db import email_claims, email_log
+from jobctl.errors import PermanentFailure, RetryLater
 from jobctl.processors.email import send_email
 from jobctl.services import Services
 
@@ -85,6 +87,55 @@ def test_sends_by_smtp_once_per_idempotency_key(
     assert msg["Message-ID"].endswith("@app.example>")
     assert "Bienvenue, Ann !" in bodies(msg)[0]
     assert logged(settings) == 1
+
+
+def test_two_runs_at_once_with_one_key_send_once(
+    database_url: str, make_settings: Callable[..., Settings], make_ctx: Ctx,
+    smtp_server: Callable[..., SmtpServer],
+) -> None:
+    """Two jobs with one idempotencyKey running together (a slow SMTP server keeps the first inside its
+    send): the second is told to retry later, and its retry finds the key in the e-mail log."""
+    import threading
+
+    server = smtp_server(data_delay_s=1.0)
+    settings = make_settings(JOBCTL_DATABASE_URL=database_url, JOBCTL_SMTP_URL=server.url)
+    payload = {**WELCOME, "idempotencyKey": "welcome:u1"}
+    first: list[dict[str, Any]] = []
+    t = threading.Thread(target=lambda: first.append(send_email(payload, make_ctx(settings, "send-email",
+                                                                                   job_id="job-a"))))
+    t.start()
+    deadline = time.time() + 10
+    with Services(settings).engine.connect() as conn:  # wait until the first run holds its claim
+        while not conn.execute(select(func.count()).select_from(email_claims)).scalar_one():
+            assert time.time() < deadline, "the first run never claimed the key"
+            time.sleep(0.02)
+            conn.rollback()
+    with pytest.raises(RetryLater, match="another run is sending e-mail welcome:u1"):
+        send_email(payload, make_ctx(settings, "send-email", job_id="job-b"))
+    t.join(15)
+    assert first and first[0]["sent"] is True
+    again = send_email(payload, make_ctx(settings, "send-email", job_id="job-b"))
+    assert again["skipped"] == "already sent"
+    assert len(server.messages) == 1 and logged(settings) == 1
+    with Services(settings).engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(email_claims)).scalar_one() == 0
+
+
+def test_a_dead_runs_claim_is_taken_over_when_stale_or_by_its_own_retry(
+    database_url: str, make_settings: Callable[..., Settings], make_ctx: Ctx,
+    smtp_server: Callable[..., SmtpServer],
+) -> None:
+    server = smtp_server()
+    settings = make_settings(JOBCTL_DATABASE_URL=database_url, JOBCTL_SMTP_URL=server.url)
+    engine = Services(settings).engine
+    now = datetime.now(UTC)
+    with engine.begin() as conn:  # runs that died mid-send: one 10 minutes ago, one just now
+        conn.execute(insert(email_claims).values(idempotency_key="old", owner="job-x",
+                                                 claimed_at=now - timedelta(minutes=10)))
+        conn.execute(insert(email_claims).values(idempotency_key="job:job-y", owner="job-y", claimed_at=now))
+    assert send_email({**WELCOME, "idempotencyKey": "old"}, make_ctx(settings, "send-email"))["sent"] is True
+    assert send_email(WELCOME, make_ctx(settings, "send-email", job_id="job-y"))["sent"] is True  # its retry
+    assert len(server.messages) == 2 and logged(settings) == 2
 
 
 def test_4xx_is_retried_and_recorded_only_after_success(
