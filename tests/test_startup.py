@@ -80,6 +80,10 @@ def test_completion_of_names_loads_no_heavy_library(env: dict[str, str]) -> None
         "jobctl enqueue data-cleanup cleanup-a": {"cleanup-audit-logs"},
         "jobctl stats email p": {"push"},
         "jobctl work w": {"webhook-retry"},
+        "jobctl queues pause p": {"push"},
+        "jobctl queues empty da": {"data-cleanup"},
+        "jobctl dlq list --queue w": {"webhook-retry"},
+        "jobctl dlq replay --queue email --job ": {"send-email"},
     }
     for words, expected in cases.items():
         out, code, mods = probe(env, words=words)

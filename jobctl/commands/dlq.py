@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import progress, render
+from jobctl.completion import job_names, queue_names
 from jobctl.durations import iso, parse_duration
 from jobctl.errors import OperationFailed, UsageError
 from jobctl.runtime import Runtime
@@ -26,8 +27,10 @@ app = typer.Typer(help="Dead letters: jobs that failed permanently.", no_args_is
 
 STATUSES = ("open", "replayed", "purged")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-QueueOpt = Annotated[str | None, typer.Option("--queue", help="Only this queue.", show_default=False)]
-JobOpt = Annotated[str | None, typer.Option("--job", help="Only this job name.", show_default=False)]
+QueueOpt = Annotated[str | None, typer.Option("--queue", help="Only this queue.", show_default=False,
+                                              autocompletion=queue_names)]
+JobOpt = Annotated[str | None, typer.Option("--job", help="Only this job name.", show_default=False,
+                                            autocompletion=job_names)]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Failed within this long (30m, 2h, 7d).",
                                               show_default=False)]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="At most N entries.", show_default=False)]

@@ -8,13 +8,15 @@ from typing import Annotated
 import typer
 
 from jobctl import control, progress, render
+from jobctl.completion import queue_names
 from jobctl.errors import UsageError
 from jobctl.runtime import Runtime
 
 app = typer.Typer(help="Queue policies and per-queue controls.", invoke_without_command=True)
 
 AllOpt = Annotated[bool, typer.Option("--all", help="Every queue.")]
-Names = Annotated[list[str] | None, typer.Argument(help="Queue names.", show_default=False)]
+Names = Annotated[list[str] | None, typer.Argument(help="Queue names.", show_default=False,
+                                                  autocompletion=queue_names)]
 
 
 @app.callback()
@@ -62,7 +64,7 @@ def resume(ctx: typer.Context, names: Names = None, every: AllOpt = False) -> No
 
 
 @app.command("empty")
-def empty(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")],
+def empty(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.", autocompletion=queue_names)],
           yes: Annotated[bool, typer.Option("--yes", help="Do it (required).")] = False) -> None:
     """Delete every waiting job of a queue."""
     ctx.obj.settings.queues.get(name)
