@@ -109,11 +109,11 @@ email_log = Table(
     Column("sent_at", UtcDateTime, nullable=False, default=utcnow),
 )
 
-email_claims = Table(  # a send in progress: claimed before SMTP, removed once email_log holds the key
-    "email_claims",
+claims = Table(  # a side effect in progress ("email:<key>", "webhook:<event id>"): claimed before it
+    "claims",      # starts, removed once its log (email_log, webhook_events) records it or it failed
     metadata,
     Column("idempotency_key", Text, primary_key=True),
-    Column("owner", Text, nullable=False),  # the job id of the run sending it
+    Column("owner", Text, nullable=False),  # the job id of the run doing it
     Column("claimed_at", UtcDateTime, nullable=False, default=utcnow),
 )
 

@@ -1,12 +1,13 @@
-"""Helpers shared by processors: payload parsing, HTTP status policy, outbox files."""
+"""Helpers shared by processors: payload parsing, HTTP status policy, outbox files, side effects once per key."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from hashlib import sha256
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -14,7 +15,7 @@ from sqlalchemy import Column, Engine, Table, delete, exists, insert, or_, selec
 from sqlalchemy.exc import IntegrityError
 
 from jobctl.config import mask_url
-from jobctl.db import reachable
+from jobctl.db import claims, reachable
 from jobctl.errors import PermanentFailure, RetryLater
 from jobctl.payloads import describe
 
@@ -117,27 +118,48 @@ def remember(engine: Engine, table: Table, values: dict[str, object]) -> bool:
     return True
 
 
-def claim(engine: Engine, table: Table, key: str, owner: str, now: datetime, stale_s: float) -> bool:
-    """Claim `key` for `owner` (a job id) before a side effect that must happen once: True when the
-    claim is new, already `owner`'s (its own retry), or older than `stale_s` (its run died); False while
-    another live run holds it. `table` has columns idempotency_key, owner and claimed_at."""
-    c = table.c
+STALE_CLAIM_S = 300.0  # a claim this old belongs to a run that died mid-way (the queues' timeouts are <= 30 s)
+BUSY_RETRY_S = 5.0  # when another run is doing the same side effect: look again after this
+
+
+def once(engine: Engine, log_column: Column[str], key: str, owner: str, what: str,
+         effect: Callable[[], dict[str, Any]], skipped: dict[str, Any]) -> dict[str, Any]:
+    """Run `effect` (which records `key` in `log_column`'s table when done) at most once per key, also
+    when two runs with one key run at once: the key is claimed in `claims` first, so the second run
+    raises RetryLater and its retry finds the log. Already logged: `skipped`. A claim left by a run that
+    died is taken over by the same job's retry at once, by any other after STALE_CLAIM_S."""
+    if seen(engine, log_column, key):
+        return skipped
+    name = f"{log_column.table.name}:{key}"
+    if not _claim(engine, name, owner, datetime.now(UTC), STALE_CLAIM_S):
+        raise RetryLater(BUSY_RETRY_S, f"another run is doing {what} {key}")
+    try:
+        if seen(engine, log_column, key):  # done by the run whose claim just ended
+            return skipped
+        return effect()
+    finally:
+        _release(engine, name, owner)
+
+
+def _claim(engine: Engine, key: str, owner: str, now: datetime, stale_s: float) -> bool:
+    """True when the claim on `key` is new, already `owner`'s, or older than `stale_s`; False while
+    another live run holds it."""
+    c = claims.c
     with reachable(engine):
         try:
             with engine.begin() as conn:
-                conn.execute(insert(table).values(idempotency_key=key, owner=owner, claimed_at=now))
+                conn.execute(insert(claims).values(idempotency_key=key, owner=owner, claimed_at=now))
             return True
         except IntegrityError:
             pass
         with engine.begin() as conn:
-            taken = conn.execute(update(table).where(
+            taken = conn.execute(update(claims).where(
                 c.idempotency_key == key,
                 or_(c.owner == owner, c.claimed_at < now - timedelta(seconds=stale_s)),
             ).values(owner=owner, claimed_at=now))
             return bool(taken.rowcount == 1)
 
 
-def release(engine: Engine, table: Table, key: str, owner: str) -> None:
-    """Drop `owner`'s claim on `key` (after the side effect was recorded, or failed)."""
+def _release(engine: Engine, key: str, owner: str) -> None:
     with reachable(engine), engine.begin() as conn:
-        conn.execute(delete(table).where(table.c.idempotency_key == key, table.c.owner == owner))
+        conn.execute(delete(claims).where(claims.c.idempotency_key == key, claims.c.owner == owner))

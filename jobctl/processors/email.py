@@ -8,15 +8,12 @@ from typing import Any
 
 from jobctl import mailer
 from jobctl.context import JobContext
-from jobctl.db import email_claims, email_log, utcnow
-from jobctl.errors import RetryLater
+from jobctl.db import email_log, utcnow
 from jobctl.payloads import SendEmail
-from jobctl.processors._common import claim, parse, release, remember, safe_filename, seen
+from jobctl.processors._common import once, parse, remember, safe_filename
 from jobctl.storage import atomic_write
 
 log = logging.getLogger(__name__)
-STALE_CLAIM_S = 300.0  # a claim this old belongs to a run that died mid-send (the queue's timeout is 30 s)
-BUSY_RETRY_S = 5.0  # when another run is sending the same key: look again after this
 
 
 def idempotency_key(payload: SendEmail, job_id: str) -> str:
@@ -25,22 +22,11 @@ def idempotency_key(payload: SendEmail, job_id: str) -> str:
 
 
 def send_email(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Send the e-mail unless this key was already sent; record it only once sent. The key is claimed
-    first, so two runs at once (two jobs with one idempotencyKey) cannot both send: the second retries
-    later and then finds the key in the e-mail log."""
+    """Send the e-mail at most once per key (`_common.once`: claimed first, recorded once sent)."""
     p = parse(SendEmail, payload)
     key = idempotency_key(p, ctx.job_id)
-    engine = ctx.services.engine
-    if seen(engine, email_log.c.idempotency_key, key):
-        return {"skipped": "already sent", "idempotencyKey": key}
-    if not claim(engine, email_claims, key, ctx.job_id, utcnow(), STALE_CLAIM_S):
-        raise RetryLater(BUSY_RETRY_S, f"another run is sending e-mail {key}")
-    try:
-        if seen(engine, email_log.c.idempotency_key, key):  # sent by the run whose claim just ended
-            return {"skipped": "already sent", "idempotencyKey": key}
-        return _send(p, key, ctx)
-    finally:
-        release(engine, email_claims, key, ctx.job_id)
+    return once(ctx.services.engine, email_log.c.idempotency_key, key, ctx.job_id, "e-mail",
+                lambda: _send(p, key, ctx), {"skipped": "already sent", "idempotencyKey": key})
 
 
 def _send(p: SendEmail, key: str, ctx: JobContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from jobctl.context import JobContext
 from jobctl.db import utcnow, webhook_events
 from jobctl.errors import PermanentFailure, printable
 from jobctl.payloads import RetryWebhook
-from jobctl.processors._common import check_response, parse, post, remember, seen
+from jobctl.processors._common import check_response, once, parse, post, remember
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 15.0
@@ -37,7 +37,7 @@ def event_body(p: RetryWebhook) -> str:
 
 
 def retry_webhook(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Deliver the event once: skipped when already processed, recorded after a 2xx."""
+    """Deliver the event at most once per event id (`_common.once`): claimed first, recorded after a 2xx."""
     p = parse(RetryWebhook, payload)
     target, secret = ctx.settings.webhook_target_url, ctx.settings.webhook_secret
     if not target or not secret:
@@ -45,8 +45,13 @@ def retry_webhook(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             "webhook re-delivery is not configured: set JOBCTL_WEBHOOK_TARGET_URL and JOBCTL_WEBHOOK_SECRET"
         )
     engine = ctx.services.engine
-    if seen(engine, webhook_events.c.event_id, p.eventId):
-        return {"skipped": "event already processed", "eventId": p.eventId}
+    return once(engine, webhook_events.c.event_id, p.eventId, ctx.job_id, "webhook event",
+                lambda: _deliver(p, ctx, target, secret),
+                {"skipped": "event already processed", "eventId": p.eventId})
+
+
+def _deliver(p: RetryWebhook, ctx: JobContext, target: str, secret: str) -> dict[str, Any]:
+    engine = ctx.services.engine
     body = event_body(p)
     headers = {
         "Content-Type": "application/json",

@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 
 from jobctl import mailer
 from jobctl.config import Settings
-from jobctl.db import email_claims, email_log
+from jobctl.db import claims, email_log
 from jobctl.errors import PermanentFailure, RetryLater
 from jobctl.processors.email import send_email
 from jobctl.services import Services
@@ -106,11 +106,11 @@ def test_two_runs_at_once_with_one_key_send_once(
     t.start()
     deadline = time.time() + 10
     with Services(settings).engine.connect() as conn:  # wait until the first run holds its claim
-        while not conn.execute(select(func.count()).select_from(email_claims)).scalar_one():
+        while not conn.execute(select(func.count()).select_from(claims)).scalar_one():
             assert time.time() < deadline, "the first run never claimed the key"
             time.sleep(0.02)
             conn.rollback()
-    with pytest.raises(RetryLater, match="another run is sending e-mail welcome:u1"):
+    with pytest.raises(RetryLater, match="another run is doing e-mail welcome:u1"):
         send_email(payload, make_ctx(settings, "send-email", job_id="job-b"))
     t.join(15)
     assert first and first[0]["sent"] is True
@@ -118,7 +118,7 @@ def test_two_runs_at_once_with_one_key_send_once(
     assert again["skipped"] == "already sent"
     assert len(server.messages) == 1 and logged(settings) == 1
     with Services(settings).engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(email_claims)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(claims)).scalar_one() == 0
 
 
 def test_a_dead_runs_claim_is_taken_over_when_stale_or_by_its_own_retry(
@@ -130,9 +130,9 @@ def test_a_dead_runs_claim_is_taken_over_when_stale_or_by_its_own_retry(
     engine = Services(settings).engine
     now = datetime.now(UTC)
     with engine.begin() as conn:  # runs that died mid-send: one 10 minutes ago, one just now
-        conn.execute(insert(email_claims).values(idempotency_key="old", owner="job-x",
-                                                 claimed_at=now - timedelta(minutes=10)))
-        conn.execute(insert(email_claims).values(idempotency_key="job:job-y", owner="job-y", claimed_at=now))
+        conn.execute(insert(claims).values(idempotency_key="email_log:old", owner="job-x",
+                                           claimed_at=now - timedelta(minutes=10)))
+        conn.execute(insert(claims).values(idempotency_key="email_log:job:job-y", owner="job-y", claimed_at=now))
     assert send_email({**WELCOME, "idempotencyKey": "old"}, make_ctx(settings, "send-email"))["sent"] is True
     assert send_email(WELCOME, make_ctx(settings, "send-email", job_id="job-y"))["sent"] is True  # its retry
     assert len(server.messages) == 2 and logged(settings) == 2
