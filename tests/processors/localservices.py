@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,3 +120,23 @@ class SmtpServer:
 
         self.logins.append((data.login, data.password))
         return AuthResult(success=data.login == b"user" and data.password == b"secret-pw", handled=False)
+
+
+def start_holding_claim(settings: Settings, run: Callable[[], dict[str, Any]]) -> tuple[threading.Thread,
+                                                                                  list[dict[str, Any]]]:
+    """Start `run` (a processor call whose side effect is slow) in a thread and return once it holds its
+    claim in the `claims` table: (the thread, the list its result lands in)."""
+    from sqlalchemy import func, select
+
+    from jobctl.db import claims
+
+    out: list[dict[str, Any]] = []
+    t = threading.Thread(target=lambda: out.append(run()), daemon=True)
+    t.start()
+    deadline = time.time() + 10
+    with Services(settings).engine.connect() as conn:
+        while not conn.execute(select(func.count()).select_from(claims)).scalar_one():
+            assert time.time() < deadline, "the first run never claimed its key"
+            time.sleep(0.02)
+            conn.rollback()
+    return t, out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import email
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localservices import Ctx, SmtpServer, free_port
+from localservices import Ctx, SmtpServer, free_port, start_holding_claim
 from sqlalchemy import func, insert, select
 
 from jobctl import mailer
@@ -95,21 +94,11 @@ def test_two_runs_at_once_with_one_key_send_once(
 ) -> None:
     """Two jobs with one idempotencyKey running together (a slow SMTP server keeps the first inside its
     send): the second is told to retry later, and its retry finds the key in the e-mail log."""
-    import threading
-
     server = smtp_server(data_delay_s=1.0)
     settings = make_settings(JOBCTL_DATABASE_URL=database_url, JOBCTL_SMTP_URL=server.url)
     payload = {**WELCOME, "idempotencyKey": "welcome:u1"}
-    first: list[dict[str, Any]] = []
-    t = threading.Thread(target=lambda: first.append(send_email(payload, make_ctx(settings, "send-email",
-                                                                                   job_id="job-a"))))
-    t.start()
-    deadline = time.time() + 10
-    with Services(settings).engine.connect() as conn:  # wait until the first run holds its claim
-        while not conn.execute(select(func.count()).select_from(claims)).scalar_one():
-            assert time.time() < deadline, "the first run never claimed the key"
-            time.sleep(0.02)
-            conn.rollback()
+    t, first = start_holding_claim(settings, lambda: send_email(payload, make_ctx(settings, "send-email",
+                                                                                   job_id="job-a")))
     with pytest.raises(RetryLater, match="another run is doing e-mail welcome:u1"):
         send_email(payload, make_ctx(settings, "send-email", job_id="job-b"))
     t.join(15)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from localservices import Ctx, HttpServer, Reply, free_port, json_body
+from localservices import Ctx, HttpServer, Reply, free_port, json_body, start_holding_claim
 
 from jobctl.config import Settings
 from jobctl.errors import PermanentFailure, RetryLater
@@ -66,28 +66,13 @@ def test_two_runs_of_one_event_at_once_deliver_it_once(settings: Settings, make_
                                                         http_server: HttpServer) -> None:
     """The first run is inside its POST (a slow endpoint) when a second job with the same event id
     starts: the second retries later, and its retry finds the event processed."""
-    import threading
-
-    from sqlalchemy import func, select
-
-    from jobctl.db import claims
-    from jobctl.services import Services
-
     def slow(req: dict[str, Any]) -> Reply:
         time.sleep(1.0)
         return stripe_endpoint(req)
 
     http_server.replies.append(slow)
-    first: list[dict[str, Any]] = []
-    t = threading.Thread(target=lambda: first.append(retry_webhook(EVENT, make_ctx(settings, "retry-webhook",
-                                                                                    job_id="job-a"))))
-    t.start()
-    deadline = time.time() + 10
-    with Services(settings).engine.connect() as conn:
-        while not conn.execute(select(func.count()).select_from(claims)).scalar_one():
-            assert time.time() < deadline, "the first run never claimed the event"
-            time.sleep(0.02)
-            conn.rollback()
+    t, first = start_holding_claim(settings, lambda: retry_webhook(EVENT, make_ctx(settings, "retry-webhook",
+                                                                                    job_id="job-a")))
     with pytest.raises(RetryLater, match="another run is doing webhook event evt_1"):
         retry_webhook(EVENT, make_ctx(settings, "retry-webhook", job_id="job-b"))
     t.join(15)
