@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from jobctl import progress
 from jobctl.completion import job_names, queue_names
 from jobctl.durations import MAX_DELAY_S, parse_duration, parse_instant
 from jobctl.errors import UsageError
@@ -130,15 +131,14 @@ def enqueue_cmd(
             raise UsageError("--file cannot be combined with --data, --set or --job-id")
         items = read_lines(file)
         rt.settings.queues.check_job(queue, job)
-        if sys.stderr.isatty() and len(items) >= 5000 and not as_json:
-            from rich.progress import Progress
+        with progress.bar("enqueueing", as_json) as tick:
+            done = [0]
 
-            with Progress(transient=True) as bar:
-                task = bar.add_task("enqueueing", total=len(items))
-                out = enqueue_many(rt, queue, job, items, priority=priority, when=when,
-                                   progress=lambda n: bar.advance(task, n))
-        else:
-            out = enqueue_many(rt, queue, job, items, priority=priority, when=when)
+            def advance(n: int) -> None:
+                done[0] += n
+                tick(done[0], len(items))
+
+            out = enqueue_many(rt, queue, job, items, priority=priority, when=when, progress=advance)
         if as_json:
             from jobctl import render  # Rich: only for --json
 

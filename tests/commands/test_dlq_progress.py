@@ -12,6 +12,7 @@ import subprocess
 import termios
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from jobctl import deadletter as dl
 from jobctl import keys
@@ -111,3 +112,15 @@ def test_queues_empty_export_and_sync_draw_bars_on_a_terminal(env: dict[str, str
     Runner(rt, ["image-processing"], processors={"process-image": refuse}, services=object()).work(burst=True)
     rc, screen, _ = in_pty(env, "dlq", "sync")
     assert rc == 0 and "recording" in screen and "4/4" in screen and "recorded 4 new dead letter(s)" in screen
+
+
+def test_enqueue_file_draws_the_same_bar_on_a_terminal_only(env: dict[str, str], rt: Runtime,
+                                                            tmp_path: Path) -> None:
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text("".join(json.dumps(EMAIL) + "\n" for _ in range(3000)))
+    rc, screen, _ = in_pty(env, "enqueue", "email", "send-email", "--file", str(lines))
+    assert rc == 0 and "enqueueing" in screen and "3000/3000" in screen, screen[-500:]
+    assert "enqueued 3000 send-email job(s) on email" in screen
+    rc, screen, piped = in_pty(env, "enqueue", "email", "send-email", "--file", str(lines), stdout_is_tty=False)
+    assert rc == 0 and screen == "" and piped == "enqueued 3000 send-email job(s) on email\n"
+    assert rt.redis.llen(keys.queue_list("email")) == 6000
