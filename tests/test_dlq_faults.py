@@ -308,3 +308,40 @@ def test_stats_and_health_say_when_the_database_cannot_be_read(cli_env: dict[str
     (check,) = [c for c in json.loads(r.stdout)["checks"] if c["name"] == "dead_letters"]
     assert r.returncode == 2 and check["status"] == "CRITICAL" and "db-s3cret" not in r.stdout
     assert check["database_error"] == doc["database_error"]
+
+
+def test_a_locked_sqlite_store_is_waited_out_not_taken_for_an_outage(redis_url: str, tmp_path: Path) -> None:
+    """Another process holding the SQLite file's write lock past the busy timeout (5 s) is contention:
+    the hook's capture tries again and records the failure, instead of leaving it for reconciliation."""
+    import sqlite3
+    import threading
+    import time
+
+    from jobctl.capture import capture
+    from jobctl.hooks import JobEvent
+
+    path = tmp_path / "dead.db"
+    rt = Runtime(config.load(env={"JOBCTL_REDIS_URL": redis_url, "JOBCTL_DATA_DIR": str(tmp_path / "data"),
+                                  "HOME": str(tmp_path), "JOBCTL_DATABASE_URL": f"sqlite:///{path}"}, cwd=tmp_path))
+    store = dl.store_for(rt)
+    store.ready()
+    locked = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(6.0)
+        other.execute("COMMIT")
+        other.close()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    locked.wait(5)
+    started = time.monotonic()
+    entry_id = capture(rt, JobEvent("no-hash-1", QUEUE, JOB, PAYLOAD, 2, 2, error="RuntimeError: boom"))
+    t.join()
+    assert time.monotonic() - started > 5.0  # the first try did meet the lock past the busy timeout
+    [entry] = store.entries(dl.Filter())
+    assert (entry.id, entry.job_id, entry.error) == (entry_id, "no-hash-1", "RuntimeError: boom")
+    assert rt.redis.llen(keys.unrecorded()) == 0  # nothing left for reconciliation
