@@ -173,7 +173,11 @@ def test_push_rate_limit_holds_across_four_processes(rt: Runtime, pool: Callable
         os.kill(victim, signal.SIGKILL)
     assert p.wait(timeout=60) == 0
     starts = _starts(rt.redis)
-    assert len(starts) >= n and len(done(rt.redis)) == n
+    finished = done(rt.redis)
+    assert len(starts) >= n and len(set(finished)) == n  # every job ran to its end
+    # SIGKILL gives at-least-once: a job of the victim that ended but whose finish was not yet recorded
+    # runs again, so at most the victim's slots (20 / 4) can finish twice; without a kill, none
+    assert len(finished) - n <= (5 if kill_midway else 0)
     assert _max_in_window(starts) <= 30
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
     assert rate >= 27, f"mean rate {rate:.1f}/s"
