@@ -35,7 +35,6 @@ from jobctl.runtime import Runtime
 log = logging.getLogger("jobctl.deadletter")
 REDIS_KEEP_S = 7 * 86400  # how long a recorded failure stays in Redis (for `jobs show`)
 RETRY_STORE_S = 5.0  # during an outage, how often the dead-letter hook tries the database again
-BUSY_WAITS_S = (0.5, 1.0)  # a locked SQLite file is contention, not an outage: try again after these
 assert FAILURE_TTL_S > REDIS_KEEP_S + 30 * 86400  # unrecorded registry scores sort above recorded ones
 
 
@@ -97,25 +96,14 @@ def capture(rt: Runtime, event: JobEvent) -> int:
 
     ServiceUnavailable when the database is down; the failure is not lost (see `defer`)."""
     level, f, hashed = _failure_of(rt, event)
-    for wait_s in (*BUSY_WAITS_S, None):
-        try:
-            entry_id, _new = store_for(rt).record(f)  # idempotent: a retry never records twice
-            break
-        except ServiceUnavailable as exc:
-            if wait_s is not None and _contended(exc):
-                time.sleep(wait_s)
-                continue
-            _keep(rt, f, hashed)
-            raise
+    try:
+        entry_id, _new = store_for(rt).record(f)
+    except ServiceUnavailable:
+        _keep(rt, f, hashed)
+        raise
     if hashed:  # never touch a key that is not a job hash (or no longer exists)
         _mark(rt, level, event.job_id, entry_id)
     return entry_id
-
-
-def _contended(exc: ServiceUnavailable) -> bool:
-    """Whether a database error is SQLite's lock contention (writers in other processes past the busy
-    timeout), which clears by itself, rather than an outage."""
-    return "database is locked" in str(exc) or "database table is locked" in str(exc)
 
 
 def defer(rt: Runtime, event: JobEvent) -> None:

@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,12 +43,13 @@ from sqlalchemy.exc import IntegrityError
 from jobctl import db
 from jobctl.db import UtcDateTime, dead_letters, utcnow
 from jobctl.durations import iso
-from jobctl.errors import NotFound
+from jobctl.errors import NotFound, ServiceUnavailable
 from jobctl.progress import Tick
 from jobctl.runtime import Runtime
 
 log = logging.getLogger("jobctl.deadletter")
 BATCH = 500
+BUSY_WAITS_S = (0.5, 1.0)  # a locked SQLite file: try again after these before calling it an outage
 STATUSES = ("open", "replayed", "purged")
 _READY: set[str] = set()  # database URLs whose tables this process has created
 
@@ -218,7 +220,19 @@ class DeadLetterStore:
             return inspect(self.engine).has_table(table.name)
 
     def record(self, f: Failure) -> tuple[int, bool]:
-        """Insert one failure unless already recorded (same job id and failure time): (id, new)."""
+        """Insert one failure unless already recorded (same job id and failure time): (id, new). A locked
+        SQLite file (another process's writer past the busy timeout) is contention, not an outage: it is
+        tried again after each of BUSY_WAITS_S (idempotent: a retry never records twice)."""
+        for wait_s in BUSY_WAITS_S:
+            try:
+                return self._record(f)
+            except ServiceUnavailable as exc:
+                if "database is locked" not in str(exc) and "database table is locked" not in str(exc):
+                    raise
+                time.sleep(wait_s)
+        return self._record(f)
+
+    def _record(self, f: Failure) -> tuple[int, bool]:
         row = {"queue": f.queue, "job": f.job, "job_id": f.job_id, "data": json.dumps(f.payload),
                "error": f.error, "traceback": f.traceback, "attempts": f.attempts, "failed_at": f.failed_at,
                "status": "open"}
