@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
@@ -38,6 +38,28 @@ SECRET_FIELDS = ("onesignal_api_key", "webhook_secret", "alert_webhook_url", "da
 # whole seconds: setting name -> (environment variable, lowest allowed)
 _SECONDS = {"alert_cooldown_s": ("JOBCTL_ALERT_COOLDOWN_S", 1), "heartbeat_ttl_s": ("JOBCTL_HEARTBEAT_TTL_S", 3)}
 _BYTES = {"image_max_bytes": ("JOBCTL_IMAGE_MAX_BYTES", 1)}  # whole bytes, same shape
+_NOT_SHOWN = ("queues", "sources")  # `queues list` shows the policies; sources are shown beside each value
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from: `env` (the variable), `file` (the config file's path),
+    `option` (the command-line option) or `default`."""
+
+    kind: str = "default"
+    origin: str | None = None
+
+    def public(self) -> dict[str, str]:
+        """`{"source": kind}` plus `variable`, `path` or `option` naming the origin."""
+        key = {"env": "variable", "file": "path", "option": "option"}.get(self.kind)
+        return {"source": self.kind, key: self.origin} if key and self.origin else {"source": self.kind}
+
+    def label(self) -> str:
+        """Short text for a table cell: `env JOBCTL_X`, `file`, `option --x` or `default`."""
+        return f"{self.kind} {self.origin}" if self.kind in ("env", "option") and self.origin else self.kind
+
+
+DEFAULT = Source()
 
 
 @dataclass(frozen=True)
@@ -71,20 +93,33 @@ class Settings:
     image_max_bytes: int = 50 * 2**20  # the largest original process-image reads from storage
     config_path: Path | None = None
     queues: Registry = field(default_factory=lambda: Registry(DEFAULT_POLICIES))
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)  # absent: default
 
     def public(self) -> dict[str, object]:
-        """The settings as shown to an operator: passwords and secrets masked."""
-        out: dict[str, object] = {}
-        for name in _ENV:
-            value = getattr(self, name)
-            if name in SECRET_FIELDS and value:
-                value = mask_url(value, secret=True) if "://" in value else "****"
-            elif isinstance(value, str) and "://" in value:
-                value = mask_url(value)
-            out[name] = value if value is None else str(value)
-        out["data_dir"] = str(self.data_dir)
-        out["config_path"] = str(self.config_path) if self.config_path else None
-        return out
+        """Every setting as shown to an operator, in field order: passwords and secrets masked, paths and
+        strings as text, numbers as numbers."""
+        return {f.name: _public_value(f.name, getattr(self, f.name)) for f in fields(self) if f.name not in _NOT_SHOWN}
+
+    def source(self, name: str) -> Source:
+        """Where setting `name` came from."""
+        return self.sources.get(name, DEFAULT)
+
+    def public_sources(self) -> dict[str, dict[str, str]]:
+        """The source of every setting `public()` shows."""
+        return {name: self.source(name).public() for name in self.public()}
+
+
+def _public_value(name: str, value: object) -> object:
+    """One setting's value as shown: a secret field masked whole, a URL's password and query masked."""
+    if isinstance(value, str) and value and name in SECRET_FIELDS:
+        return mask_url(value, secret=True) if "://" in value else "****"
+    if isinstance(value, str):
+        return mask_url(value) if "://" in value else value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def _parsed_cleanly(url: str) -> SplitResult | None:
@@ -132,11 +167,10 @@ def mask_url(url: str, secret: bool = False) -> str:
     return masked
 
 
-def _redis_url(env: Mapping[str, str]) -> str:
-    if env.get("JOBCTL_REDIS_URL"):
-        return env["JOBCTL_REDIS_URL"]
+def _redis_url(env: Mapping[str, str]) -> tuple[str, Source]:
+    """The Redis URL from the original design's variables (JOBCTL_REDIS_URL unset), and which were read."""
     if env.get("REDIS_URL"):
-        return env["REDIS_URL"]
+        return env["REDIS_URL"], Source("env", "REDIS_URL")
     if env.get("REDIS_HOST") or env.get("REDIS_PORT"):
         host = env.get("REDIS_HOST", "localhost")
         port = env.get("REDIS_PORT", "6379")
@@ -144,8 +178,9 @@ def _redis_url(env: Mapping[str, str]) -> str:
             raise ConfigError(f"REDIS_PORT must be a port number, got {port!r}")
         password = env.get("REDIS_PASSWORD")
         auth = f":{quote(password, safe='')}@" if password else ""
-        return f"redis://{auth}{host}:{port}/0"
-    return "redis://localhost:6379/0"
+        names = ", ".join(v for v in ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD") if env.get(v))
+        return f"redis://{auth}{host}:{port}/0", Source("env", names)
+    return "redis://localhost:6379/0", DEFAULT
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -166,26 +201,20 @@ def _read_toml(path: Path) -> dict[str, object]:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
 
 
-def load(
-    env: Mapping[str, str] | None = None,
-    config: str | Path | None = None,
-    cwd: Path | None = None,
-    redis_url: str | None = None,
-    database_url: str | None = None,
-) -> Settings:
-    """Build Settings: defaults < jobctl.toml < environment < command-line options."""
-    env = dict(os.environ if env is None else env)
-    path: Path | None = Path(config) if config else None
-    if path is None and env.get("JOBCTL_CONFIG"):
-        path = Path(env["JOBCTL_CONFIG"])
-    if path is None and (cand := (cwd or Path.cwd()) / CONFIG_FILE).is_file():
-        path = cand
-    doc = _read_toml(path) if path else {}
-    src = str(path)
+def _config_path(config: str | Path | None, env: Mapping[str, str], cwd: Path | None) -> tuple[Path | None, Source]:
+    """The config file named by `--config`, else by JOBCTL_CONFIG, else jobctl.toml in the working directory."""
+    if config:
+        return Path(config), Source("option", "--config")
+    if env.get("JOBCTL_CONFIG"):
+        return Path(env["JOBCTL_CONFIG"]), Source("env", "JOBCTL_CONFIG")
+    cand = (cwd or Path.cwd()) / CONFIG_FILE
+    return (cand, DEFAULT) if cand.is_file() else (None, DEFAULT)
+
+
+def _text_settings(file_settings: Mapping[str, object], env: Mapping[str, str], src: str,
+                   sources: dict[str, Source]) -> dict[str, object]:
+    """The string settings (`_ENV`): the file's `[settings]`, overridden by the environment."""
     values: dict[str, object] = {}
-    file_settings = doc.get("settings", {})
-    if not isinstance(file_settings, dict):
-        raise ConfigError(f"{src}: [settings] must be a table")
     for key, value in file_settings.items():
         if key in _SECONDS or key in _BYTES:
             continue
@@ -193,37 +222,70 @@ def load(
             raise ConfigError(f"{src}: [settings] unknown field {key!r}; known: {', '.join(_ENV)}")
         if not isinstance(value, str):
             raise ConfigError(f"{src}: [settings] {key} must be a string")
-        values[key] = value
+        values[key], sources[key] = value, Source("file", src)
     for key, (var, default) in _ENV.items():
         if env.get(var):
-            values[key] = env[var]
+            values[key], sources[key] = env[var], Source("env", var)
         elif key not in values and default is not None:
             values[key] = default
     if not env.get("JOBCTL_REDIS_URL") and "redis_url" not in values:
-        values["redis_url"] = _redis_url(env)
-    if redis_url:
-        values["redis_url"] = redis_url
-    if database_url:
-        values["database_url"] = database_url
+        values["redis_url"], sources["redis_url"] = _redis_url(env)
+    return values
+
+
+def _whole_settings(file_settings: Mapping[str, object], env: Mapping[str, str], src: str,
+                    sources: dict[str, Source]) -> dict[str, int]:
+    """The whole-number settings (`_SECONDS`, `_BYTES`) set by the environment or the file."""
+    values: dict[str, int] = {}
+    for table, unit in ((_SECONDS, "seconds"), (_BYTES, "bytes")):
+        for key, (var, low) in table.items():
+            if env.get(var):
+                values[key] = _whole(env[var], var, low, unit)
+                sources[key] = Source("env", var)
+            elif file_settings.get(key) is not None:
+                values[key] = _whole(str(file_settings[key]), f"{src}: [settings] {key}", low, unit)
+                sources[key] = Source("file", src)
+    return values
+
+
+def load(
+    env: Mapping[str, str] | None = None,
+    config: str | Path | None = None,
+    cwd: Path | None = None,
+    redis_url: str | None = None,
+    database_url: str | None = None,
+) -> Settings:
+    """Build Settings: defaults < jobctl.toml < environment < command-line options, noting each value's source."""
+    env = dict(os.environ if env is None else env)
+    path, path_source = _config_path(config, env, cwd)
+    doc = _read_toml(path) if path else {}
+    src = str(path)
+    sources: dict[str, Source] = {"config_path": path_source}
+    file_settings = doc.get("settings", {})
+    if not isinstance(file_settings, dict):
+        raise ConfigError(f"{src}: [settings] must be a table")
+    values = _text_settings(file_settings, env, src, sources)
+    options = {"redis_url": ("--redis-url", redis_url), "database_url": ("--database-url", database_url)}
+    for key, (option, given) in options.items():
+        if given:
+            values[key], sources[key] = given, Source("option", option)
+    for key in ("data_dir", "database_url", "storage_url"):  # empty (or unset): the default derived below
+        if not values.get(key):
+            sources.pop(key, None)
     data_dir = Path(str(values.pop("data_dir", "") or default_data_dir(env))).expanduser().resolve()
     if not values.get("database_url"):
         values["database_url"] = f"sqlite:///{data_dir / 'jobctl.db'}"
     if not values.get("storage_url"):
         values["storage_url"] = (data_dir / "storage").resolve().as_uri()
-    for key, (var, low) in _SECONDS.items():
-        raw = env.get(var) or file_settings.get(key)
-        if raw is not None:
-            values[key] = _seconds(str(raw), var if env.get(var) else f"{src}: [settings] {key}", low)
-    for key, (var, low) in _BYTES.items():
-        if (raw := env.get(var) or file_settings.get(key)) is not None:
-            values[key] = _seconds(str(raw), var if env.get(var) else f"{src}: [settings] {key}", low, "bytes")
+    values.update(_whole_settings(file_settings, env, src, sources))
     from jobctl import jobtypes
 
     registry = jobtypes.load(doc, src)  # queues and job types: built-in, installed packages', [queues.*], [jobs.*]
-    return Settings(data_dir=data_dir, config_path=path, queues=registry, **values)  # type: ignore[arg-type]
+    return Settings(data_dir=data_dir, config_path=path, queues=registry, sources=sources,
+                    **values)  # type: ignore[arg-type]
 
 
-def _seconds(raw: str, where: str, low: int, unit: str = "seconds") -> int:
+def _whole(raw: str, where: str, low: int, unit: str) -> int:
     if not raw.isdigit() or int(raw) < low:
         raise ConfigError(f"{where} must be a whole number of {unit} >= {low}, got {raw!r}")
     return int(raw)
