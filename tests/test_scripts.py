@@ -5,7 +5,6 @@ from __future__ import annotations
 import calendar
 import random
 import re
-from dataclasses import fields
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -23,14 +22,33 @@ ALL_SCRIPTS = sorted(p.name.removesuffix(".lua") for p in LUA.iterdir() if p.nam
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.SCRIPT)
 def test_builder_fields_are_the_header_names(builder: type[Call]) -> None:
     key_names, argv_names = scripts.header(builder.SCRIPT)
-    assert [f.name for f in fields(builder)] == key_names + argv_names
+    assert list(builder.FIELDS) == key_names + argv_names
     assert len(key_names) == builder.NKEYS
 
 
 @pytest.mark.parametrize("builder", [b for b in BUILDERS if b.VARIADIC], ids=lambda b: b.SCRIPT)
 def test_variadic_builders_end_in_a_tail(builder: type[Call]) -> None:
     tails = re.findall(r"^-- ARGV\[(\d+)\.\.\] (\w+):", scripts.source(builder.SCRIPT), re.M)
-    assert [name for _i, name in tails] == [fields(builder)[-1].name]
+    assert [name for _i, name in tails] == [builder.FIELDS[-1]]
+
+
+def test_a_builder_is_a_keyword_only_immutable_record() -> None:
+    """What the dataclasses these records replaced guaranteed, at run time too (mypy checks the calls)."""
+    with pytest.raises(TypeError, match=r"unknown fields \['bogus'\]"):
+        Time(bogus="1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"missing fields \['finished', 'now', 'keep_count'\]"):
+        scripts.Trim()  # type: ignore[call-arg]
+    t = scripts.Trim(finished="f", now=1.5, keep_count=3)
+    with pytest.raises(AttributeError, match="immutable"):
+        t.now = 2.0  # type: ignore[misc]
+    assert t == scripts.Trim(finished="f", now=1.5, keep_count=3) != scripts.Trim(finished="f", now=1.5, keep_count=4)
+    assert hash(t) == hash(scripts.Trim(finished="f", now=1.5, keep_count=3))
+    assert t.split() == (["f"], [scripts.keys.job(""), 1.5, 3])
+    assert repr(Time()) == "Time(seconds='', micros='0')"
+    e = scripts.Enqueue(job="j", target="t", marker="m", job_id="i", mode="now", seconds="", absolute="",
+                        queue_key="q", fields=["a", 1])
+    assert e.split()[1][-2:] == ["a", 1]  # the variadic tail spread over ARGV
+    assert scripts.Enqueue.DEFAULTS["fields"] == ()  # no default shared mutably between calls
 
 
 def test_builder_scripts_are_unique_and_exist() -> None:
