@@ -70,6 +70,12 @@ class JobType:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise ConfigError(f"{self.where}: model {_ref_text(self.model)} is not a pydantic model "
                               f"(got {type(model).__name__})")
+        if not model.__pydantic_complete__:  # a deferred schema (`defer_build`, as the built-ins'): built once,
+            try:                             # here, e.g. in a pool's warm-up before it forks
+                model.model_rebuild()
+            except Exception as exc:  # noqa: BLE001 - an unresolvable annotation is the declaration's fault
+                raise ConfigError(f"{self.where}: model {_ref_text(self.model)} cannot be built "
+                                  f"({type(exc).__name__}: {_one_line(str(exc))})") from None
         return model
 
     def function(self) -> Callable[[dict[str, Any], JobContext], Any]:

@@ -26,7 +26,9 @@ Dimension = Annotated[StrictInt, Field(ge=1, le=10000)]
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when first used (`JobType.payload_model`), so a command
+    # pays for its job's model only, not for all of them at import
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SendEmail(_Payload):

@@ -33,8 +33,10 @@ try:
 except SystemExit as exc:
     code = exc.code
 sys.stdout.flush()
-print("\\nPROBE " + json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}),
-      file=sys.stderr)
+models = sys.modules.get("jobctl.payloads")
+built = sorted(n for n, v in vars(models).items() if getattr(v, "__pydantic_complete__", False)) if models else []
+print("\\nPROBE " + json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules}),
+                               "built": built}), file=sys.stderr)
 """
 
 
@@ -50,7 +52,11 @@ def probe(env: dict[str, str], *args: str, words: str | None = None) -> tuple[st
     tail = done.stderr.rsplit("PROBE ", 1)
     assert len(tail) == 2, done.stderr[-2000:]
     report = json.loads(tail[1])
+    BUILT[:] = report["built"]
     return done.stdout, report["code"], set(report["modules"])
+
+
+BUILT: list[str] = []  # the built-in payload models the last probe's process built (pydantic defer_build)
 
 
 @pytest.fixture
@@ -123,6 +129,7 @@ def test_enqueue_loads_only_what_it_uses(env: dict[str, str]) -> None:
     out, code, mods = probe(env, "enqueue", "email", "send-email", "--data", payload)
     assert code == 0 and len(out.strip()) == 36  # the new job's id
     assert "pydantic" in mods  # the payload is validated
+    assert BUILT == ["SendEmail"]  # by its own model's validator only: the others stay unbuilt
     assert not mods & (HEAVY - {"pydantic"} | {"rich"}), mods & (HEAVY | {"rich"})
 
 
@@ -229,3 +236,17 @@ def test_quick_reader_leaves_other_urls_to_sqlalchemy(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database" * 100)
     assert quickread.dead_letter_counts(f"sqlite:///{junk}", since) is None  # SQLAlchemy words the error
+
+
+def test_a_pool_builds_the_models_it_serves_before_forking() -> None:
+    """Deferred models (`defer_build`) are built by the warm-up, not by a runner's first job (which would
+    start it late, past the rate limiter's guard band)."""
+    code = ("import json; from jobctl.config import load; from jobctl import payloads; "
+            "load({}).queues.processors(['email', 'image-processing']); "
+            "print(json.dumps({n: v.__pydantic_complete__ for n, v in vars(payloads).items() "
+            "if isinstance(v, type) and issubclass(v, payloads.BaseModel) and v.__module__ == payloads.__name__ "
+            "and not n.startswith('_')}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    built = json.loads(done.stdout)
+    assert built.pop("SendEmail") is built.pop("ProcessImage") is True
+    assert built and not any(built.values()), built  # push, webhook and cleanup models: not served, not built
