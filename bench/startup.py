@@ -15,6 +15,11 @@ machine hits all alike. Printed: the median of each, the same-run ratios and the
 | `jobctl stats --json` | <= 1.0x `rq info` |
 | `jobctl enqueue` of one job | <= 1.0x `rq enqueue` (JSON serializer) |
 
+`rq enqueue` validates nothing; `jobctl enqueue` validates the payload with its pydantic model (a
+send-email's address with email-validator). The report also measures what those imports alone cost
+(`validation imports`, a process that validates one EmailStr field) and gives `jobctl enqueue` less
+that cost, beside `rq enqueue`.
+
 The settings are those of a deployment: a data directory with its dead-letter store created
 (`jobctl db init`), so `stats` reads real dead-letter counts. `python -X importtime` says what a
 command spends its start-up on (see the README). `--source DIR` measures the `jobctl` package found in
@@ -59,7 +64,14 @@ def commands(url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
         "rq info": ([rq, "info", "-u", url], {}),
         "jobctl enqueue": ([jobctl, "enqueue", "email", "send-email", "--data", EMAIL], {}),
         "rq enqueue": ([rq, "enqueue", "-u", url, "-S", "json", "-q", "bench-startup", "bench.noop.noop"], {}),
+        # what validating a send-email payload loads, which `rq enqueue` (no validation) does not
+        "validation imports": ([sys.executable, "-c", VALIDATION], {}),
     }
+
+
+VALIDATION = ("from pydantic import BaseModel, EmailStr\n"
+              "class M(BaseModel):\n    to: EmailStr\n"
+              "M.model_validate({'to': 'a@example.com'})")
 
 
 TARGETS: list[tuple[str, str | None, float]] = [  # (command, versus, most seconds or most ratio)
@@ -86,6 +98,10 @@ def measure(url: str, repeat: int, data_dir: str, source: str | None = None) -> 
     """Every command `repeat` times, interleaved; name -> seconds of each run."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCTL_", "_JOBCTL_", "COMP_"))}
     base |= {"JOBCTL_REDIS_URL": url, "JOBCTL_DATA_DIR": data_dir, "NO_COLOR": "1", "COLUMNS": "100"}
+    # bytecode as an installed package has it (pip compiles at install; RQ's is in site-packages): with
+    # PYTHONDONTWRITEBYTECODE, as on CI machines, an editable or --source tree would be compiled from
+    # source by every run, about a third of jobctl's own start-up
+    base.pop("PYTHONDONTWRITEBYTECODE", None)
     if source:
         base["PYTHONPATH"] = str(Path(source).resolve())  # found before the editable install of this tree
     cmds = commands(url)
@@ -117,6 +133,10 @@ def report(medians: dict[str, float], repeat: int) -> str:
             got, want = f"{ratio:.2f}x `{versus}`", f"<= {most:.1f}x `{versus}`"
             ok = ratio <= most
         lines.append(f"| `{name}` {want} | {got} | {'pass' if ok else 'FAIL'} |")
+    floor = medians["validation imports"] - medians["python -c pass"]
+    rest = (medians["jobctl enqueue"] - floor) / medians["rq enqueue"]
+    lines += ["", f"`jobctl enqueue` less the validation imports (pydantic, pydantic-core, email-validator: "
+              f"{floor * 1000:.0f} ms): {rest:.2f}x `rq enqueue`"]
     return "\n".join(lines)
 
 
