@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
+from operator import itemgetter
 from typing import Any, ClassVar, dataclass_transform
 
 import redis
@@ -70,18 +71,25 @@ class Call:
     VARIADIC: ClassVar[bool] = False  # the last field is a sequence spread over the tail of ARGV
     FIELDS: ClassVar[tuple[str, ...]] = ()  # the fields, in order
     DEFAULTS: ClassVar[dict[str, Any]] = {}
+    _NAMES: ClassVar[frozenset[str]] = frozenset()
+    _REQUIRED: ClassVar[frozenset[str]] = frozenset()
+    _GET: ClassVar[Callable[[dict[str, Any]], tuple[Any, ...]]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = [n for n, ann in cls.__dict__.get("__annotations__", {}).items() if not str(ann).startswith("ClassVar")]
         cls.FIELDS = (*cls.FIELDS, *own)
         cls.DEFAULTS = {**cls.DEFAULTS, **{n: cls.__dict__[n] for n in own if n in cls.__dict__}}
+        cls._NAMES = frozenset(cls.FIELDS)
+        cls._REQUIRED = cls._NAMES - cls.DEFAULTS.keys()
+        get = itemgetter(*cls.FIELDS)
+        cls._GET = staticmethod(get if len(cls.FIELDS) > 1 else lambda d: (get(d),))  # type: ignore[assignment]
 
     def __init__(self, **values: Any) -> None:
-        unknown = values.keys() - set(self.FIELDS)
-        missing = [n for n in self.FIELDS if n not in values and n not in self.DEFAULTS]
-        if unknown or missing:
-            raise TypeError(f"{type(self).__name__}(): unknown fields {sorted(unknown)}, missing fields {missing}")
+        if not self._REQUIRED <= values.keys() <= self._NAMES:
+            missing = [n for n in self.FIELDS if n in self._REQUIRED and n not in values]
+            raise TypeError(f"{type(self).__name__}(): unknown fields {sorted(values.keys() - self._NAMES)}, "
+                            f"missing fields {missing}")
         self.__dict__.update(self.DEFAULTS)
         self.__dict__.update(values)
 
@@ -91,7 +99,7 @@ class Call:
     __delattr__ = __setattr__  # type: ignore[assignment]
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(self.__dict__[n] for n in self.FIELDS)
+        return type(self)._GET(self.__dict__)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
