@@ -18,7 +18,7 @@ from jobctl import deadletter as dl
 from jobctl import replay as rp
 from jobctl.durations import iso, parse_duration
 from jobctl.errors import JobctlError, UsageError
-from jobctl.web import security
+from jobctl.web import paging, security
 from jobctl.web.app import log, state, user
 from jobctl.web.charts import bars
 
@@ -141,13 +141,24 @@ def _filter(args: Any, default_status: str | None = "open") -> tuple[dl.Filter, 
     return flt, given
 
 
+def _page(flt: dl.Filter, args: Any) -> paging.Page:
+    """The keyset page of `flt` that starts at the `start` field (none or empty: the newest)."""
+    start = (args.get("start") or "").strip()
+    return paging.page(dl.store_for(state().rt), flt, paging.Key.parse(start) if start else None)
+
+
+def _kept(given: dict[str, str]) -> dict[str, str]:
+    """The filter fields a page link keeps (those given, without a selection of ids)."""
+    return {k: v for k, v in given.items() if v and k != "ids"}
+
+
 def dead_letters() -> str:
-    """Dead letters, newest first, filtered by queue, job, reason, time and status."""
+    """Dead letters, newest first, filtered by queue, job, reason, time and status, a keyset page at a time."""
     d = state()
     flt, given = _filter(request.args)
-    entries = dl.store_for(d.rt).entries(flt)
-    return render_template("dead_letters.html", entries=entries, given=given, flt=flt, statuses=dl.STATUSES,
-                           queue_names=d.rt.settings.queues.names(), iso=iso)
+    page = _page(flt, request.args)
+    return render_template("dead_letters.html", page=page, entries=page.entries, given=given, kept=_kept(given),
+                           flt=flt, statuses=dl.STATUSES, queue_names=d.rt.settings.queues.names(), iso=iso)
 
 
 def dead_letter(entry_id: int) -> str:
@@ -158,13 +169,17 @@ def dead_letter(entry_id: int) -> str:
 
 
 def preview(action: str) -> str:
-    """Dry run of a replay (`dlq replay --dry-run`) or the list a purge would mark: changes nothing; its form
-    carries the ids shown, so confirming acts on exactly those."""
+    """Dry run of a replay (`dlq replay --dry-run`) or the list a purge would mark, of the ids given or else of
+    the entries of the list page the filters and `start` name: changes nothing; its form carries the ids
+    shown, so confirming acts on exactly those."""
     rt = state().rt
     flt, given = _filter(request.args)
-    if action == "replay":
+    if not flt.ids:  # "replay these…" of a list page: exactly its entries, oldest first
+        flt = dl.Filter(ids=tuple(e.id for e in reversed(_page(flt, request.args).entries)))
+    outcomes: list[dl.Outcome] = []  # an empty page selects nothing (an empty Filter would select everything)
+    if flt.ids and action == "replay":
         outcomes = rp.replay(rt, flt, dry_run=True)
-    else:
+    elif flt.ids:
         todo, skipped = rp.select_open(rt, flt)
         outcomes = [dl.Outcome(e.id, e.queue, e.job, "would purge") for e in todo] + skipped
     ids = [o.id for o in outcomes if o.action.startswith("would")]
