@@ -5,8 +5,8 @@ another application at any prefix (`/admin/queues`): through werkzeug's `Dispatc
 or Django, through `a2wsgi.WSGIMiddleware` in FastAPI/Starlette. It has no logic of its own: pages read
 `metrics.snapshot` (the figures of `jobctl stats`) and `control`'s index-range reads; actions call the
 CLI's functions (`control`, `replay`). Modules: `app` (guard, errors), `views` (pages and actions),
-`security` (credential, Host and Origin rules), `mask` (payload masking), `charts` (SVG), `server`
-(serving until SIGTERM).
+`security` (credential, Host and Origin rules), `lockout` (failed sign-ins per address, in Redis), `paging`
+(keyset pages of dead letters), `mask` (payload masking), `charts` (SVG), `server` (serving until SIGTERM).
 """
 
 from jobctl.web.app import create_app, create_asgi_app, from_env

@@ -23,6 +23,7 @@ from flask.sessions import SecureCookieSessionInterface
 from jobctl.errors import JobctlError
 from jobctl.runtime import Runtime
 from jobctl.web import security
+from jobctl.web.lockout import Lockout
 from jobctl.web.mask import Masker
 
 log = logging.getLogger("jobctl.web")
@@ -43,12 +44,13 @@ class _Sessions(SecureCookieSessionInterface):
 
 @dataclass(frozen=True)
 class Dashboard:
-    """What the views share: the runtime, the masker, and whether actions are enabled."""
+    """What the views share: the runtime, the masker, whether actions are enabled, and the sign-in lockout."""
 
     rt: Runtime
     masker: Masker
     actions: bool
     allowed_hosts: tuple[str, ...] | None
+    lockout: Lockout = Lockout()
 
 
 def state() -> Dashboard:
@@ -119,10 +121,10 @@ def _security_headers(resp: Response) -> Response:
     return resp
 
 
-def create_app(rt: Runtime, allowed_hosts: Sequence[str] | None = None) -> Flask:
+def create_app(rt: Runtime, allowed_hosts: Sequence[str] | None = None, lockout: Lockout | None = None) -> Flask:
     """The dashboard as a WSGI application on `rt`'s Redis and database. Mount it under any prefix (its
     links follow SCRIPT_NAME). `allowed_hosts`: the Host names it answers (None: any; a host application
-    that mounts it checks its own)."""
+    that mounts it checks its own). `lockout`: how failed sign-ins lock a client out (default `Lockout()`)."""
     from jobctl.web import views
 
     s = rt.settings
@@ -132,7 +134,8 @@ def create_app(rt: Runtime, allowed_hosts: Sequence[str] | None = None) -> Flask
                       PERMANENT_SESSION_LIFETIME=timedelta(seconds=SESSION_S), MAX_CONTENT_LENGTH=1 << 20)
     app.session_interface = _Sessions()
     app.extensions["jobctl"] = Dashboard(rt, Masker(s.dashboard_mask), security.has_credential(s),
-                                         tuple(allowed_hosts) if allowed_hosts is not None else None)
+                                         tuple(allowed_hosts) if allowed_hosts is not None else None,
+                                         lockout or Lockout())
     app.jinja_env.globals.update(csrf_token=csrf_token, current_user=user, dashboard=state)
     app.before_request(guard)
     app.after_request(_security_headers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from jobctl import deadletter as dl
 from jobctl import replay as rp
 from jobctl.durations import iso, parse_duration
 from jobctl.errors import JobctlError, UsageError
-from jobctl.web import paging, security
+from jobctl.web import lockout, paging, security
 from jobctl.web.app import log, state, user
 from jobctl.web.charts import bars
 
@@ -280,16 +281,29 @@ def login() -> Any:
     """Sign in with the configured user and password, or the token."""
     d = state()
     if request.method == "POST":
+        client = request.remote_addr or "unknown"
+        wait_s = lockout.attempt(d.rt.redis, client, d.lockout)  # recorded as a failure until it succeeds
+        if wait_s > 0:
+            return _locked_out(client, wait_s)
         name = security.check_login(d.rt.settings, request.form.get("user", ""), request.form.get("secret", ""))
         if name is None:
-            log.warning("failed sign-in from %s", request.remote_addr)
+            log.warning("failed sign-in from %s", client)
             time.sleep(0.5)  # slows guessing down a little; the credential's strength is the real guard
             return render_template("login.html", error="wrong user, password or token"), 403
+        lockout.succeeded(d.rt.redis, client)
         session.clear()
         session.update(user=name, at=time.time())
         log.info("%s signed in from %s", name, request.remote_addr)
         return redirect(_local(request.args.get("next", "")) or url_for("queues"))
     return render_template("login.html", error=None)
+
+
+def _locked_out(client: str, wait_s: float) -> tuple[str, int, dict[str, str]]:
+    """The 429 answer to a client locked out after failed sign-ins (the credential it sent is not checked)."""
+    wait = math.ceil(wait_s)
+    log.warning("sign-in from %s refused: locked out for %d s more after repeated failures", client, wait)
+    return render_template("login.html", error=f"too many failed sign-ins from your address: try again in {wait} s"), \
+        429, {"Retry-After": str(wait)}
 
 
 def logout() -> Response:
