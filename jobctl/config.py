@@ -219,7 +219,8 @@ def _text_settings(file_settings: Mapping[str, object], env: Mapping[str, str], 
         if key in _SECONDS or key in _BYTES:
             continue
         if key not in _ENV:
-            raise ConfigError(f"{src}: [settings] unknown field {key!r}; known: {', '.join(_ENV)}")
+            known = ", ".join([*_ENV, *_SECONDS, *_BYTES])
+            raise ConfigError(f"{src}: [settings] unknown field {key!r}; known: {known}")
         if not isinstance(value, str):
             raise ConfigError(f"{src}: [settings] {key} must be a string")
         values[key], sources[key] = value, Source("file", src)
