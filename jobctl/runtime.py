@@ -43,11 +43,22 @@ def connect_redis(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
     except redis.AuthenticationError:
         raise ServiceUnavailable(f"Redis at {mask_url(url)} refused the credentials") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        reason = str(exc).split("\n")[0][:160] or type(exc).__name__
-        raise ServiceUnavailable(f"Redis at {mask_url(url)} is unreachable ({printable(reason)})") from None
+        raise ServiceUnavailable(f"Redis at {mask_url(url)} is unreachable ({_reason(exc)})") from None
+    except redis.ResponseError as exc:  # Redis answered the hand-shake with an error
+        if "DB index" in str(exc):
+            raise ConfigError(f"invalid Redis URL {mask_url(url)}: the server has no such database "
+                              f"({_reason(exc)})") from None
+        raise ServiceUnavailable(f"Redis at {mask_url(url)} refused the connection ({_reason(exc)})") from None
+    except redis.RedisError as exc:  # an answer that is not RESP: another service listens there (HTTP, ...)
+        raise ServiceUnavailable(f"the server at {mask_url(url)} does not speak the Redis protocol "
+                                 f"({_reason(exc)})") from None
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {mask_url(url)}: {_url_problem(url, exc)}") from None
     return client
+
+
+def _reason(exc: Exception) -> str:
+    return printable(str(exc).split("\n")[0][:160] or type(exc).__name__)
 
 
 def _driver() -> DriverInfo:

@@ -104,6 +104,43 @@ def test_health_on_a_redis_that_never_answers_is_critical_within_seconds(cli_env
     assert doc["status"] == "CRITICAL" and doc["checks"][0]["name"] == "redis"
 
 
+class HttpServer(SilentRedis):
+    """A listener that answers every connection as an HTTP server does (another service on the port)."""
+
+    def _hold(self, conn: socket.socket, since: float) -> None:
+        with conn:
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/html\r\n\r\n<html></html>\r\n")
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("args", [["stats"], ["stats", "--json"], ["enqueue", "webhook-retry", "retry-webhook",
+                                                                  "--data", HOOK], ["jobs", "show", "x"],
+                                  ["work", "--burst", "email"]], ids=lambda a: " ".join(a[:2]))
+def test_a_server_that_is_not_redis_is_exit_4_in_one_line(cli_env: dict[str, str], args: list[str]) -> None:
+    server = HttpServer()
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        out = jobctl(cli_env | {"JOBCTL_REDIS_URL": url}, *args)
+        assert (out.returncode, out.stdout) == (4, "")
+        assert out.stderr == (f"error: the server at {url} does not speak the Redis protocol "
+                              f"(Protocol error, got \"H\" as reply type byte)\n")
+        health = jobctl(cli_env | {"JOBCTL_REDIS_URL": url}, "health")
+        assert health.returncode == 2 and health.stdout.startswith("CRITICAL: the server at ")
+    finally:
+        server.close()
+
+
+def test_a_database_the_server_does_not_have_is_an_input_error(cli_env: dict[str, str], redis_url: str) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/99"
+    out = jobctl(cli_env | {"JOBCTL_REDIS_URL": url}, "stats")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == (f"error: invalid Redis URL {url}: the server has no such database "
+                          "(DB index is out of range)\n")
+
+
 @pytest.mark.parametrize("url", [
     "redis://user:RedisPw-Zq7x9#frag@127.0.0.1:6379/0",
     "redis://user:RedisPw/Zq7x9@127.0.0.1:6379/0",
