@@ -252,7 +252,7 @@ def main() -> None:
         from jobctl.runtime import opened_client, out_of_memory
 
         fail(str(out_of_memory(opened_client())), 4)
-    except _redis_errors("ResponseError") as exc:
+    except _redis_errors("ResponseError") as exc:  # Redis answered, and refused: the operation failed (1)
         reason = str(exc).partition(" script: ")[0]  # not the Lua script's hash and line
-        fail(f"Redis refused a command: {reason[:200]}", 4)
+        fail(f"Redis refused a command: {reason[:200]}", 1)
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -44,11 +44,11 @@ def connect_redis(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
         raise ServiceUnavailable(f"Redis at {mask_url(url)} refused the credentials") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise ServiceUnavailable(f"Redis at {mask_url(url)} is unreachable ({_reason(exc)})") from None
-    except redis.ResponseError as exc:  # Redis answered the hand-shake with an error
-        if "DB index" in str(exc):
-            raise ConfigError(f"invalid Redis URL {mask_url(url)}: the server has no such database "
-                              f"({_reason(exc)})") from None
-        raise ServiceUnavailable(f"Redis at {mask_url(url)} refused the connection ({_reason(exc)})") from None
+    except redis.ResponseError as exc:  # Redis answered, and refused (an ACL without PING, ...): the caller's
+        if "DB index" not in str(exc):  # to report
+            raise
+        raise ConfigError(f"invalid Redis URL {mask_url(url)}: the server has no such database "
+                          f"({_reason(exc)})") from None
     except redis.RedisError as exc:  # an answer that is not RESP: another service listens there (HTTP, ...)
         raise ServiceUnavailable(f"the server at {mask_url(url)} does not speak the Redis protocol "
                                  f"({_reason(exc)})") from None

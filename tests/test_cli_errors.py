@@ -284,3 +284,17 @@ def test_control_characters_in_field_paths_are_escaped(cli_env: dict[str, str], 
         2, "error: invalid payload for send-email: data.k\\r\\nFAKE LOG.\\x1b]0;title\\x07: not valid Unicode "
            "(lone surrogate \\ud800)\n")
     assert written(redis_url) == []
+
+
+def test_a_command_redis_refuses_is_exit_1_not_unreachable(cli_env: dict[str, str], redis_url: str) -> None:
+    """Exit 4 is for a service that cannot be reached (SPEC §7); a key holding the wrong type, or an ACL
+    refusal, is an operation that failed."""
+    client = redis.Redis.from_url(redis_url)
+    client.set("jobctl:paused", "not a set")
+    try:
+        out = jobctl(cli_env | {"JOBCTL_REDIS_URL": redis_url}, "queues", "pause", "email")
+    finally:
+        client.delete("jobctl:paused")
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == ("error: Redis refused a command: WRONGTYPE Operation against a key holding the wrong "
+                          "kind of value\n")

@@ -380,7 +380,7 @@ def test_plugin_jobs_end_to_end(app_env: dict[str, str], tmp_path: Path) -> None
     assert run(app_env, "work", "email", "--burst", cwd=tmp_path).returncode == 0
     shown = json.loads(run(app_env, "jobs", "show", report.stdout.strip(), "--json", cwd=tmp_path).stdout)
     assert (shown["queue"], shown["job"], shown["status"], shown["progress"], shown["attempts"]) == (
-        "reports", "generate-report", "finished", 100, 1)
+        "reports", "generate-report", "finished", 100, 1), (shown, work.stderr[-3000:])
     assert shown["result"]["key"] == "reports/weekly-48.pdf" and shown["result"]["entries"] == 2
     pdf = (tmp_path / "data" / "storage" / "reports" / "weekly-48.pdf").read_bytes()
     assert pdf.startswith(b"%PDF-") and len(pdf) == shown["result"]["bytes"]
