@@ -289,13 +289,17 @@ def _constraints(prop: dict[str, Any]) -> str:
 
 def jobs_page() -> str:
     """docs/jobs.md: the built-in job types, their queues and payload fields (from the pydantic models)."""
-    from jobctl import queues
+    from jobctl import jsontree, queues
 
     reg = queues.Registry(queues.DEFAULT_POLICIES)
     lines = ["# Job types and payloads", "", NOTE, "",
              "Payloads are JSON objects, validated when enqueued (an invalid one is refused with the field path",
              "and the reason, exit 2, nothing written) and again before the job runs. Unknown fields are refused.",
-             "`jobctl schema JOB` prints a job's full JSON Schema.", ""]
+             "`jobctl schema JOB` prints a job's full JSON Schema.", "",
+             f"Every payload is plain JSON, nested at most {jsontree.MAX_DEPTH} levels, with finite numbers (no NaN or "
+             "Infinity) and valid Unicode (no lone surrogates), and stored in at most "
+             f"{jsontree.MAX_BYTES >> 20} MiB of JSON: a payload carries references (storage keys, ids), not content.",
+             ""]
     for name, t in reg.types.items():
         schema = t.payload_model().model_json_schema()
         required = set(schema.get("required", []))

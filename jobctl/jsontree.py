@@ -16,6 +16,16 @@ from jobctl.errors import UsageError, printable
 
 MAX_DEPTH = 64  # levels of objects and arrays, the payload itself being level 1
 MAX_INT_BITS = 14_000  # about 4,200 digits: Python's json refuses to write more than 4,300
+MAX_BYTES = 1 << 20  # of a job's stored JSON: a payload carries references (storage keys, ids), not content
+
+
+def too_big(data: str) -> str | None:
+    """Why a job's encoded JSON is refused for its size, or None."""
+    size = len(data)  # bytes too: jobctl's JSON is ASCII (json.dumps escapes the rest)
+    if size <= MAX_BYTES:
+        return None
+    return (f"{size:,} bytes of JSON, more than the {MAX_BYTES >> 20} MiB a payload may hold (keep large content "
+            "in storage and pass its key)")
 
 
 def _surrogate(text: str) -> str | None:

@@ -94,8 +94,11 @@ def _call(rt: Runtime, policy: QueuePolicy, job: str, payload: dict[str, Any], p
     level = policy.level(priority)
     mode, seconds, absolute = when.args()
     target = keys.scheduled(level) if mode == "schedule" else keys.queue_list(level)
+    fields = job_fields(policy, job, payload, priority, now)
+    if big := jsontree.too_big(str(fields["data"])):
+        raise UsageError(f"invalid payload for {job}: {big}")
     flat: list[Any] = []
-    for k, v in job_fields(policy, job, payload, priority, now).items():
+    for k, v in fields.items():
         flat += [k, v]
     call = Enqueue(job=keys.job(job_id), target=target, marker=keys.marker(policy.name), job_id=job_id, mode=mode,
                    seconds=seconds, absolute=absolute, queue_key=keys.queue_list(level), fields=flat)
@@ -122,17 +125,20 @@ def enqueue(rt: Runtime, queue: str, job: str, payload: object, *, priority: int
     return Enqueued(jid, queue, job, as_text(status))
 
 
-def validate_many(job: str, items: Sequence[object], model: type[BaseModel] | None = None) -> list[dict[str, Any]]:
-    """Validate every item (by `model`, default the built-in job's); a UsageError names every invalid line
-    (1-based) and nothing is written."""
+def validate_many(job: str, items: Sequence[object], model: type[BaseModel] | None = None) -> list[str]:
+    """Validate every item (by `model`, default the built-in job's) and encode it as RQ's `data` field; a
+    UsageError names every invalid line (1-based) and nothing is written."""
     from jobctl import payloads  # pydantic: only once something is validated (not for `--help` or completion)
 
-    clean: list[dict[str, Any]] = []
+    clean: list[str] = []
     bad: list[str] = []
     for n, item in enumerate(items, 1):
         try:
             jsontree.check(item, f"invalid payload for {job}")
-            clean.append(payloads.validate(job, item, model))
+            data = encode_data(job, payloads.validate(job, item, model))
+            if big := jsontree.too_big(data):
+                raise UsageError(big)
+            clean.append(data)
         except UsageError as exc:
             bad.append(f"line {n}: {str(exc).removeprefix(f'invalid payload for {job}: ')}")
     if bad:
@@ -164,8 +170,8 @@ def enqueue_many(rt: Runtime, queue: str, job: str, items: Sequence[object], *,
         chunk = clean[start:start + BATCH]
         ids = [new_id() for _ in chunk]
         cmds = [resp(b"MULTI")]
-        cmds += [resp(b"HSET", keys.job(jid).encode(), raw=fields, tail=(b"data", encode_data(job, p).encode()))
-                 for jid, p in zip(ids, chunk, strict=True)]
+        cmds += [resp(b"HSET", keys.job(jid).encode(), raw=fields, tail=(b"data", data.encode()))
+                 for jid, data in zip(ids, chunk, strict=True)]
         if mode == "schedule":
             cmds.append(resp(b"ZADD", keys.scheduled(level).encode(), *(x for i in ids for x in (repr(due).encode(),
                                                                                                  i.encode()))))

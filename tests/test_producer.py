@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import socket
@@ -115,3 +116,36 @@ def test_a_real_wsgi_server_enqueues_each_request_once(producer_env: redis.Redis
     assert set(ids) <= set(waiting)
     events = {producer_env.hget(keys.job(i), "data") for i in ids[:50]}
     assert len(events) == 50
+
+
+def _hook_of_size(n: int) -> dict[str, object]:
+    """A retry-webhook payload whose stored `data` field is exactly n bytes."""
+    from jobctl.jobs import encode_data
+
+    base = len(encode_data("retry-webhook", {**HOOK, "eventData": {"blob": ""}}))
+    return {**HOOK, "eventData": {"blob": "x" * (n - base)}}
+
+
+def test_a_payload_over_the_size_cap_is_refused_and_nothing_is_written(producer_env: redis.Redis,
+                                                                        cli_env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    from jobctl.jobs import encode_data
+    from jobctl.jsontree import MAX_BYTES
+
+    at_cap = _hook_of_size(MAX_BYTES)
+    assert len(encode_data("retry-webhook", at_cap)) == MAX_BYTES
+    assert jobctl.enqueue("webhook-retry", "retry-webhook", at_cap).status == "queued"
+    before = producer_env.dbsize()
+    with pytest.raises(UsageError, match=r"^invalid payload for retry-webhook: 1,048,577 bytes of JSON, more than "
+                                         r"the 1 MiB a payload may hold \(keep large content in storage"):
+        jobctl.enqueue("webhook-retry", "retry-webhook", _hook_of_size(MAX_BYTES + 1))
+    assert producer_env.dbsize() == before
+    # a file of payloads: every line is checked before anything is written (SPEC: enqueue --file)
+    lines = [json.dumps(HOOK), json.dumps(_hook_of_size(MAX_BYTES + 1)), json.dumps(HOOK)]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(lines) + "\n")
+    out = subprocess.run([str(Path(sys.executable).parent / "jobctl"), "enqueue", "webhook-retry", "retry-webhook",
+                          "--file", str(tmp_path / "jobs.jsonl")], env=cli_env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.startswith("error: 1 invalid line(s), nothing enqueued: line 2: 1,048,577 bytes of JSON")
+    assert producer_env.dbsize() == before
