@@ -13,12 +13,13 @@ in host-local time, and lets two schedulers enqueue the same run when its lock e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from croniter import croniter
 
 from jobctl import keys
 from jobctl.durations import iso, parse_instant
-from jobctl.errors import JobctlError, JobSignal, UsageError
+from jobctl.errors import JobctlError, JobSignal, OperationFailed, UsageError, printable
 from jobctl.processors import BUILTINS
 from jobctl.producer import enqueue
 from jobctl.runtime import Runtime
@@ -63,8 +64,20 @@ class Schedule:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Schedule:
-        """A schedule from its stored JSON (unknown fields ignored)."""
-        doc = json.loads(raw)
+        """A schedule from its stored JSON (unknown fields ignored); ValueError saying what is wrong with it."""
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:  # also bytes that are not UTF-8
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"not a JSON object but {type(doc).__name__}")
+        if "name" not in doc:
+            raise ValueError("no 'name' field")
+        for key, kinds in _FIELD_TYPES.items():
+            value = doc.get(key)
+            if key in doc and (not isinstance(value, kinds) or isinstance(value, bool)):
+                want = " or ".join("null" if k is type(None) else _TYPE_NAMES[k] for k in kinds)
+                raise ValueError(f"field '{key}' is {type(value).__name__}, not {want}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
 
@@ -75,6 +88,14 @@ class Schedule:
     def same_as(self, other: Schedule) -> bool:
         """Whether the definitions match (ignoring when each was installed)."""
         return replace(self, installed_at=None).to_json() == replace(other, installed_at=None).to_json()
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "cron": (str, type(None)), "every_s": (int, type(None)), "queue": (str, type(None)),
+    "job": (str, type(None)), "payload": (dict,), "command": (str, type(None)), "job_id": (str,),
+    "once": (str,), "installed_at": (str, type(None)),
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object"}
 
 
 def cleanup_schedule(task: str) -> Schedule:
@@ -126,43 +147,128 @@ def check(s: Schedule, rt: Runtime) -> Schedule:
         raise UsageError(f"schedule {s.name}: invalid cron string {s.cron!r} (five fields, UTC)")
     if s.every_s is not None and (not isinstance(s.every_s, int) or s.every_s < 1):
         raise UsageError(f"schedule {s.name}: interval must be a whole number of seconds >= 1")
+    try:
+        now = datetime.now(UTC)
+        guard_ttl_s(s, last_due(s, now))
+    except (ValueError, OverflowError):  # croniter's errors are ValueErrors: "0 0 31 2 *" never falls due
+        when = f"cron string {s.cron!r}" if s.cron is not None else f"interval {s.every_s}"
+        raise UsageError(f"schedule {s.name}: {when} never falls due (or not within this calendar)") from None
     if s.command is not None:
         if s.command not in COMMANDS or s.job is not None:
             raise UsageError(f"schedule {s.name}: command must be one of {', '.join(COMMANDS)}, without a job")
     elif s.queue is None or s.job is None:
         raise UsageError(f"schedule {s.name}: give a queue and a job, or a command")
     else:
-        rt.settings.queues.check_job(s.queue, s.job)
+        rt.settings.queues.check_job(s.queue, s.job)  # the payload is validated when enqueued (pydantic: ~0.3 s)
+    for what, template in (("job_id", s.job_id), ("once", s.once)):
+        try:
+            s.fill(template, datetime(2026, 1, 1, tzinfo=UTC))
+        except (KeyError, IndexError, ValueError, AttributeError):
+            raise UsageError(f"schedule {s.name}: invalid {what} template {template!r} "
+                             "(fields: {name}, {date}, {stamp})") from None
+    if s.installed_at is not None:
+        parse_instant(s.installed_at, f"schedule {s.name}: installed_at")
     return s
 
 
+@dataclass(frozen=True)
+class Invalid:
+    """A stored entry that is not a valid schedule: skipped by the scheduler, listed with the reason."""
+
+    name: str
+    reason: str
+    raw: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields of a schedule (null), marked invalid, with the reason and the stored text."""
+        empty = dict.fromkeys(f.name for f in fields(Schedule))
+        return empty | {"name": self.name, "next_run": None, "valid": False, "error": self.reason, "raw": self.raw}
+
+
+class StoreUnreadable(OperationFailed):
+    """The schedules key holds something other than a hash: no schedule can be read (exit 1)."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+@contextlib.contextmanager
+def _readable(rt: Runtime) -> Iterator[None]:
+    """Redis's WRONGTYPE on the schedules key becomes StoreUnreadable, naming what the key holds."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        kind = _text(rt.redis.type(keys.schedules()))
+        raise StoreUnreadable(f"{keys.schedules()} is a {kind}, not a hash: no schedule can be read; delete it "
+                              "and run `jobctl schedule install`") from None
+
+
+def parse(rt: Runtime, name: str, raw: bytes | str) -> Schedule | Invalid:
+    """The stored entry `name` as a checked Schedule, or Invalid with the reason."""
+    try:
+        s = Schedule.from_json(raw)
+        if s.name != name:
+            raise ValueError(f"stored under {name!r} but named {s.name!r}")
+        return check(s, rt)
+    except (ValueError, UsageError) as exc:
+        reason = str(exc).removeprefix(f"schedule {name}: ")
+        return Invalid(name, reason, _text(raw))
+
+
+def load(rt: Runtime) -> tuple[list[Schedule], list[Invalid]]:
+    """The installed schedules that are valid and those that are not, each by name (StoreUnreadable when the
+    key is not a hash)."""
+    with _readable(rt):
+        raw = rt.redis.hgetall(keys.schedules())
+    good: list[Schedule] = []
+    bad: list[Invalid] = []
+    for key, value in sorted(raw.items()):
+        entry = parse(rt, _text(key), value)
+        if isinstance(entry, Schedule):
+            good.append(entry)
+        else:
+            bad.append(entry)
+    return good, bad
+
+
 def load_all(rt: Runtime) -> list[Schedule]:
-    """Every installed schedule, by name."""
-    raw = rt.redis.hgetall(keys.schedules())
-    return sorted((Schedule.from_json(v) for v in raw.values()), key=lambda s: s.name)
+    """Every installed schedule that is valid, by name (see `load` for the others)."""
+    return load(rt)[0]
 
 
 def install(rt: Runtime, schedules: Sequence[Schedule], now: datetime) -> list[tuple[str, str]]:
     """Store schedules idempotently; returns (name, "installed" | "updated" | "unchanged") pairs."""
     out = []
-    for s in schedules:
-        check(s, rt)
-        stamped = replace(s, installed_at=iso(now))
-        raw = rt.redis.hget(keys.schedules(), s.name)
-        if raw is None:
-            added = rt.redis.hsetnx(keys.schedules(), s.name, json.dumps(stamped.to_json()))
-            out.append((s.name, "installed" if added else "unchanged"))
-        elif Schedule.from_json(raw).same_as(s):
-            out.append((s.name, "unchanged"))
-        else:
-            rt.redis.hset(keys.schedules(), s.name, json.dumps(stamped.to_json()))
-            out.append((s.name, "updated"))
+    with _readable(rt):
+        for s in schedules:
+            check(s, rt)
+            stamped = replace(s, installed_at=iso(now))
+            raw = rt.redis.hget(keys.schedules(), s.name)
+            if raw is None:
+                added = rt.redis.hsetnx(keys.schedules(), s.name, json.dumps(stamped.to_json()))
+                out.append((s.name, "installed" if added else "unchanged"))
+            elif _same(raw, s):
+                out.append((s.name, "unchanged"))
+            else:  # changed, or not a valid entry: the definition replaces it
+                rt.redis.hset(keys.schedules(), s.name, json.dumps(stamped.to_json()))
+                out.append((s.name, "updated"))
     return out
+
+
+def _same(raw: bytes | str, s: Schedule) -> bool:
+    try:
+        return Schedule.from_json(raw).same_as(s)
+    except (ValueError, TypeError):
+        return False
 
 
 def remove(rt: Runtime, names: Sequence[str], everything: bool = False) -> list[str]:
     """Delete schedules by name (or all); an unknown name removes nothing and lists the known ones."""
-    known = [n.decode() if isinstance(n, bytes) else n for n in rt.redis.hkeys(keys.schedules())]
+    with _readable(rt):
+        known = [_text(n) for n in rt.redis.hkeys(keys.schedules())]
     if everything:
         names = known
     unknown = [n for n in names if n not in known]
@@ -224,24 +330,42 @@ def tick(rt: Runtime, now: datetime, schedules: Sequence[Schedule] | None = None
             continue
         try:
             out.append(fire(rt, s, due))
-        except JobctlError as exc:  # one bad schedule never stops others
-            log.error("schedule %s at %s failed: %s", s.name, iso(due), exc)
+        except (JobctlError, redis.ResponseError) as exc:  # one bad schedule never stops others
+            log.error("schedule %s at %s failed: %s", printable(s.name), iso(due), printable(exc))
             out.append(Fired(s.name, due, "failed", detail=str(exc)))
     return out
 
 
+def report_invalid(invalid: Sequence[Invalid], reported: dict[str, str]) -> None:
+    """Log each invalid entry once (again only when its stored text changes); `reported` remembers them."""
+    for bad in invalid:
+        if reported.get(bad.name) != bad.raw:
+            log.error("schedule %s skipped: %s", printable(bad.name), printable(bad.reason))
+    reported.clear()
+    reported.update((bad.name, bad.raw) for bad in invalid)
+
+
 def run(rt: Runtime, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-    """Tick until `stop` is set; a Redis outage is logged and retried."""
+    """Tick until `stop` is set; a Redis outage is logged and retried, an invalid entry logged once and skipped."""
+    reported: dict[str, str] = {}
+    unreadable = ""
     while not stop.is_set():
         try:
-            schedules = load_all(rt)
+            schedules, invalid = load(rt)
+            unreadable = ""
+            report_invalid(invalid, reported)
             for f in tick(rt, clock(), schedules):
                 level = logging.DEBUG if f.action == "duplicate" else logging.INFO
-                log.log(level, "%s due %s: %s %s", f.name, iso(f.due), f.action, f.job_id or f.detail or "")
+                log.log(level, "%s due %s: %s %s", printable(f.name), iso(f.due), f.action,
+                        printable(f.job_id or f.detail or ""))
             wait = sleep_s(schedules, clock()) if schedules else MAX_SLEEP_S
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Redis unavailable (%s); retrying in 5 s", type(exc).__name__)
             wait = 5.0
+        except StoreUnreadable as exc:
+            if str(exc) != unreadable:
+                log.error("%s; retrying every 5 s", exc)
+            unreadable, wait = str(exc), 5.0
         stop.wait(wait)
 
 
