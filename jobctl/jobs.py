@@ -6,7 +6,7 @@ import contextlib
 import json
 import uuid
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +76,9 @@ def decode_data(raw: bytes | str | None) -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class JobView:
-    """What `jobs show` prints (the `--json` fields of docs/commands/jobs.md)."""
+    """What `jobs show` prints (the `--json` fields of docs/commands/jobs.md). A stored value that is not of
+    its field's type (a time that is not a time, a progress outside 0-100) leaves the field null and is kept
+    as stored in `unparsed`, by field name: a script can rely on the types, an operator still sees it."""
 
     id: str
     queue: str
@@ -92,19 +94,24 @@ class JobView:
     ended_at: str | None
     result: Any
     error: str | None
+    unparsed: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict for `--json`."""
         return asdict(self)
 
 
-def _iso(value: str | None) -> str | None:
-    if not value:
-        return None
+def _iso(value: str) -> str | None:
+    """An RQ timestamp (or any ISO-8601 one; naive is UTC) as ISO-8601 UTC with a Z; None if it is not one."""
     try:
-        return datetime.strptime(value, RQ_TIME).replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+        moment = datetime.strptime(value, RQ_TIME).replace(tzinfo=UTC)
     except ValueError:
-        return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _count(value: str | None) -> int | None:
@@ -113,6 +120,28 @@ def _count(value: str | None) -> int | None:
         return int(value) if value else None
     except ValueError:
         return None
+
+
+class _Reader:
+    """Typed fields from a job hash; what does not read as its type is noted in `unparsed`."""
+
+    def __init__(self, h: dict[str, str]) -> None:
+        self.h = h
+        self.unparsed: dict[str, str] = {}
+
+    def _note(self, name: str, raw: str | None, value: Any) -> Any:
+        if raw and value is None:
+            self.unparsed[name] = raw
+        return value
+
+    def time(self, name: str) -> str | None:
+        raw = self.h.get(name)
+        return self._note(name, raw, _iso(raw) if raw else None)
+
+    def count(self, name: str, key: str, low: int = 0, high: int | None = None) -> int | None:
+        raw = self.h.get(key)
+        n = _count(raw)
+        return self._note(name, raw, None if n is None or n < low or (high is not None and n > high) else n)
 
 
 def view(job_id: str, h: dict[str, str], raw: dict[Any, Any] | None = None) -> JobView:
@@ -126,20 +155,21 @@ def view(job_id: str, h: dict[str, str], raw: dict[Any, Any] | None = None) -> J
             result = json.loads(h["result"])
         except ValueError:
             result = h["result"]
-    progress = h.get("jc_progress")
+    r = _Reader(h)
     return JobView(
         id=job_id,
         queue=h.get("jc_queue") or h.get("origin", ""),
         job=h.get("jc_job") or name,
-        status=h.get("status", "unknown"),
-        priority=_count(h.get("jc_priority")),
-        attempts=_count(h.get("jc_attempt")) or 0,
-        max_attempts=_count(h.get("jc_max")) or 1,
-        progress=_count(progress),
+        status=h.get("status") or "unknown",
+        priority=r.count("priority", "jc_priority", 1, 10),
+        attempts=r.count("attempts", "jc_attempt") or 0,
+        max_attempts=r.count("max_attempts", "jc_max", 1) or 1,
+        progress=r.count("progress", "jc_progress", 0, 100),
         data=payload,
-        enqueued_at=_iso(h.get("enqueued_at")),
-        started_at=_iso(h.get("started_at")),
-        ended_at=_iso(h.get("ended_at")),
+        enqueued_at=r.time("enqueued_at"),
+        started_at=r.time("started_at"),
+        ended_at=r.time("ended_at"),
         result=result,
         error=h.get("jc_error") or exc_text(raw.get(b"exc_info", h.get("exc_info"))) or None,
+        unparsed=r.unparsed,
     )

@@ -16,6 +16,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from jobctl.errors import printable
 from jobctl.jsonout import print_json as print_json  # re-exported: JSON output needs no Rich
 from jobctl.queues import QueuePolicy
 
@@ -26,13 +27,23 @@ def stdout() -> Console:
     return Console(highlight=False, soft_wrap=False, width=wide)
 
 
+def cell(value: object, lines: bool = True) -> Text:
+    """A table cell or line of text from any value (Redis and the stores hold anything): plain text, never
+    Rich markup, with every control character escaped (`printable`); with `lines`, line feeds stay as the
+    cell's line breaks (a traceback keeps its lines, inside the table's borders)."""
+    if isinstance(value, Text):
+        return value
+    text = "" if value is None else str(value)
+    return Text("\n".join(printable(part) for part in text.split("\n")) if lines else printable(text))
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A plain Rich table."""
-    t = Table(title=title, title_justify="left", header_style="bold")
+    """A plain Rich table; every cell goes through `cell`."""
+    t = Table(title=None if title is None else cell(title, lines=False), title_justify="left", header_style="bold")
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(cell(v) for v in row))
     return t
 
 
@@ -150,9 +161,11 @@ def fit(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int | 
 
 def fitted_table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]],
                  width: int | None, styles: Sequence[Mapping[int, str]] = (), compact: bool = True) -> Table:
-    """A table of the columns that fit in `width` (see `fit`), whose cells never wrap; `styles[r]` maps a
+    """A table of the columns that fit in `width` (see `fit`), whose cells never wrap (text cells escaped by
+    `printable`); `styles[r]` maps a
     column index to the style of that cell of row r. Compact: a rule under the header and no other lines
     (the live view); else Rich's default box."""
+    rows = [[printable(c) if isinstance(c, str) else c for c in row] for row in rows]  # escaped before measured
     shown = fit(columns, rows, width, compact)
     if compact:
         t = Table(title=title, title_justify="left", title_style="bold", header_style="bold", box=box.SIMPLE_HEAD,
@@ -212,7 +225,8 @@ def stats_table(generated_at: str, queues: Sequence[Any], flags: Mapping[str, Se
                      ", ".join(flags.get(q.name, ()))])
     styles = [_styles(QUEUE_COLUMNS, (breaches or {}).get(q.name, {})) for q in queues]
     t = fitted_table(f"Queues at {generated_at}", QUEUE_COLUMNS, rows, width, styles, compact=False)
-    t.caption, t.caption_justify, t.caption_style = "; ".join(notes) or None, "left", "bold yellow"
+    t.caption = cell("; ".join(notes), lines=False) if notes else None
+    t.caption_justify, t.caption_style = "left", "bold yellow"
     return t
 
 
@@ -306,7 +320,7 @@ def watch_view(generated_at: str, interval_s: float, queues: Sequence[Any], flag
     what needs attention in words (so NO_COLOR loses nothing), and notes; every line at most `width`
     cells (columns are dropped, cells never wrap)."""
     def line(text: str, style: str) -> Text:
-        return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+        return Text(printable(text), style=style, no_wrap=True, overflow="ellipsis")
 
     attention = "; ".join(f"{name}: {', '.join(why)}" for name, why in flags.items() if why)
     parts: list[Any] = [line(f"jobctl stats  {generated_at}  every {interval_s:g}s, Ctrl-C quits", "bold"),
@@ -327,5 +341,5 @@ def health_table(status: str, checks: Sequence[Any]) -> Table:
     for col in ("check", "status", "message"):
         t.add_column(col, overflow="fold")
     for c in checks:
-        t.add_row(c.name, f"[{_STATUS_STYLE.get(c.status, '')}]{c.status}[/]", c.message)
+        t.add_row(cell(c.name), Text(printable(c.status), style=_STATUS_STYLE.get(c.status, "")), cell(c.message))
     return t
