@@ -459,3 +459,33 @@ def test_a_hand_edited_counter_does_not_break_the_read(rt: Runtime) -> None:
     assert (q.completed_1h, q.failed_1h, q.avg_ms_1h) == (4, 2, 10.0)
     assert q.p50_ms_1h is not None and 4 < q.p50_ms_1h <= 8
     assert q.completed_per_min[-2:] == (0, 4) and q.failed_per_min[-2:] == (2, 0)
+
+
+def _not_local_address() -> str:
+    """An IPv4 address that no interface of this host has (binding it fails with EADDRNOTAVAIL)."""
+    for candidate in ("192.0.2.77", "198.51.100.77", "203.0.113.77"):  # TEST-NET ranges, never assigned
+        with socket.socket() as s:
+            try:
+                s.bind((candidate, 0))
+            except OSError:
+                return candidate
+    pytest.skip("every TEST-NET address is bound here")
+
+
+def test_metrics_listen_on_an_address_it_cannot_bind_is_one_line_exit_2(cli_env: dict[str, str]) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    foreign = _not_local_address()
+    try:
+        for address, reason in ((f"{foreign}:9100", "Cannot assign requested address"),
+                                (f"127.0.0.1:{port}", "Address already in use"),
+                                ("no-such-host.invalid:9100", "")):
+            out = subprocess.run([sys.executable, "-m", "jobctl", "metrics", "--listen", address], env=cli_env,
+                                 capture_output=True, text=True, timeout=30)
+            assert (out.returncode, out.stdout) == (2, ""), (address, out.stderr)
+            assert out.stderr.startswith(f"error: cannot listen on {address}: {reason}"), out.stderr
+            assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    finally:
+        taken.close()

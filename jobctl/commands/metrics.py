@@ -31,7 +31,10 @@ def metrics_cmd(
         sys.stdout.write(metrics.exposition(rt).decode())
         return
     host, port = _address(listen)
-    server, thread = metrics.serve(rt, host, port)
+    try:
+        server, thread = metrics.serve(rt, host, port)
+    except OSError as exc:  # not an address of this host, port in use, unknown host name, no permission
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     typer.echo(f"serving Prometheus metrics on http://{host}:{server.server_port}/metrics", err=True)
     try:
         threading.Event().wait()
