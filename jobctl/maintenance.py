@@ -159,7 +159,8 @@ def reclaim(pool: Pool, now: float) -> None:
         lost = WorkerDied(f"worker {owner or '?'} stopped heart-beating while running the job")
         decision = pool.recovery.fail(taken, lost, None, owner=owner or pool.name, expired_only=True)
         if decision:
-            log.warning("job %s of %s reclaimed from %s -> %s", job_id, taken.queue, owner, decision.action)
+            log.warning("job %s of %s reclaimed from %s -> %s", printable(job_id), taken.queue, printable(owner),
+                        decision.action)
     stale: list[Any] = pool.rt.redis.zrangebyscore(keys.workers(), "-inf", now - pool.settings.heartbeat_ttl_s)
     dead = [as_text(n) for n in stale]
     for name in dead:

@@ -26,13 +26,13 @@ import redis
 from jobctl import keys, maintenance, slotplan
 from jobctl.config import Settings
 from jobctl.control import register_queues
-from jobctl.errors import JobTimeout, ServiceUnavailable
+from jobctl.errors import JobTimeout, ServiceUnavailable, printable
 from jobctl.hooks import Hooks
 from jobctl.maintenance import WorkerDied
 from jobctl.processors import Processor
 from jobctl.runtime import Runtime
 from jobctl.slots import KILL_GRACE_S
-from jobctl.worker import Runner, Stuck, as_text
+from jobctl.worker import Quarantine, Runner, Stuck, as_text
 
 log = logging.getLogger("jobctl.pool")
 TICK_S = 0.2
@@ -82,8 +82,11 @@ class Pool:
         self.children = [Child(i, f"{self.name}.r{i}", s, total=n)
                          for i, (s, n) in enumerate(zip(shares, per_process, strict=True)) if n]
         self.rt = Runtime(settings)
+        self.quarantine = Quarantine()  # the supervisor logs each key of the wrong type once for the pool
+        self.sightings: multiprocessing.SimpleQueue[tuple[str, str]] = multiprocessing.SimpleQueue()
         self.recovery = Runner(self.rt, queues, name=self.name, processors=processors, hooks=self.make_hooks(self.rt),
-                               wait_out_outages=False, rq_worker_key=keys.rq_worker(self.name))
+                               wait_out_outages=False, rq_worker_key=keys.rq_worker(self.name),
+                               quarantine=self.quarantine)
         self.levels = [level for p in policies for _p, level in p.levels()]
         self.rq_levels = self.levels  # what RQ's tools display: every level served
         self.all_levels = [level for p in settings.queues.policies for _p, level in p.levels()]
@@ -120,6 +123,7 @@ class Pool:
                     self._tick()
                 time.sleep(TICK_S)
         finally:
+            self._hear_sightings()
             with contextlib.suppress(redis.RedisError):
                 maintenance.deregister(self, self.name, self.rq_levels)
         log.info("pool %s stopped", self.name)
@@ -152,6 +156,7 @@ class Pool:
         import jobctl.services  # noqa: F401
 
     def _tick(self) -> None:
+        self._hear_sightings()
         self._service_children()
         self._read_running()
         now = self._now()
@@ -162,11 +167,16 @@ class Pool:
         if self.stopping and time.time() - self.stopping > self.max_timeout_s + BACKSTOP_S:
             self.cold = True
 
+    def _hear_sightings(self) -> None:
+        """Log the keys of the wrong type runners met (each once for the pool)."""
+        while not self.sightings.empty():
+            self.quarantine.met(*self.sightings.get())
+
     def promote_due(self) -> int:
         """Move due delayed jobs of the pool's queues; returns how many."""
         from jobctl.delayed import promote
 
-        return promote(self.rt, self.queues)[0]
+        return promote(self.rt, self.queues, self.recovery.hooks, self.quarantine.met)[0]
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self.stopping:
@@ -222,7 +232,8 @@ class Pool:
         forget_engines_after_fork()
         rt = Runtime(self.settings)
         runner = Runner(rt, self.queues, name=child.name, hooks=self.make_hooks(rt), processors=self.processors,
-                        slots=child.slots, total_slots=child.total, rq_worker_key=keys.rq_worker(self.name))
+                        slots=child.slots, total_slots=child.total, rq_worker_key=keys.rq_worker(self.name),
+                        quarantine=Quarantine(lambda key, kind: self.sightings.put((key, kind))))
 
         def stop(_s: int, _f: FrameType | None) -> None:
             runner.stopping = True
@@ -297,7 +308,7 @@ class Pool:
                                         if overdue else WorkerDied("the runner process died while running the job"))
                 put_back = requeue or (bool(child.overdue) and not overdue)
                 decision = self.recovery.fail(taken, error, None, owner=child.name, requeue=put_back)
-                log.warning("job %s of %s: %s -> %s", job_id, taken.queue, error,
+                log.warning("job %s of %s: %s -> %s", printable(job_id), taken.queue, error,
                             "put back" if put_back else (decision.action if decision else "already handled"))
             self.rt.redis.delete(keys.step(child.name))
         except redis.RedisError as exc:
@@ -326,7 +337,8 @@ class Pool:
                     owner = self.rt.redis.hget(keys.job(member.partition(":")[0]), "worker_name")
                     if owner != child.name.encode():
                         continue  # deleted or taken over meanwhile: not a reason to kill anything
-                    log.warning("job %s ran past its %ds timeout; killing runner %s", member, timeout_s, child.name)
+                    log.warning("job %s ran past its %ds timeout; killing runner %s", printable(member), timeout_s,
+                                child.name)
                     child.overdue.add(member)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child.pid, signal.SIGKILL)
@@ -338,9 +350,20 @@ class Pool:
             for level in self.levels:
                 pipe.llen(keys.queue_list(level))
                 pipe.zcard(keys.wip(level))
-            if any(pipe.execute()):
+            counts = pipe.execute(raise_on_error=False)
+        for level, waiting, running in zip(self.levels, counts[::2], counts[1::2], strict=True):
+            self._note_broken(level, waiting, running)  # a key of the wrong type holds nothing to wait for,
+            if isinstance(running, Exception):          # and a level without a started registry takes no job
+                continue
+            if running or (isinstance(waiting, int) and waiting):
                 return False
         return self.promote_due() == 0
+
+    def _note_broken(self, level: str, *replies: object) -> None:
+        """Report the level's keys whose reading failed on their type."""
+        for key, reply in zip((keys.queue_list(level), keys.wip(level)), replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                self.quarantine.met(key, as_text(self.rt.redis.type(key)))
 
 
 def _entry(raw: str) -> tuple[str, str, str, str]:

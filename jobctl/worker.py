@@ -15,6 +15,7 @@ every host (checked inside the take against the started registries).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import queue
@@ -32,7 +33,7 @@ import redis
 
 from jobctl import jobdata, keys, ratelimit, redact
 from jobctl.context import JobContext, no_gate
-from jobctl.errors import JobTimeout, PermanentFailure, RetryLater, UsageError
+from jobctl.errors import JobTimeout, PermanentFailure, RetryLater, UsageError, printable
 from jobctl.hooks import Hooks, JobEvent
 from jobctl.jobs import FAILURE_TTL_S
 from jobctl.processors import Processor
@@ -47,6 +48,47 @@ METRICS_TTL_S = 3 * 3600
 IDLE_BLOCK_S = 1.0
 EXCERPT_CHARS = 1000  # of a refusing endpoint's answer, kept with a dead letter's traceback
 RQ_MARGIN_S = 300  # RQ's registry cleanup sees a lease only this long after jobctl would reclaim it
+BROKEN_MARKER_RECHECK_S = 30.0  # how often the waker looks again at a marker of the wrong type
+FORGET_BROKEN_S = 600  # a wrong-type key not met again for this long is logged again when next met
+
+
+class Quarantine:
+    """Keys of the wrong type met in Redis (a queue list that is a string, ...): each is logged once, by
+    `report`, and then only again after it went unseen for `FORGET_BROKEN_S`. Scripts skip such a key's
+    level and report it; nothing here probes Redis."""
+
+    def __init__(self, report: Callable[[str, str], None] | None = None) -> None:
+        self.report = report or log_broken
+        self.seen: dict[str, float] = {}  # key -> when last met
+
+    def met(self, key: str, kind: str) -> None:
+        """A script met `key` holding a `kind` (Redis TYPE) where it expected another type."""
+        now = time.monotonic()
+        last = self.seen.get(key)
+        self.seen[key] = now
+        if last is None or now - last > FORGET_BROKEN_S:
+            self.report(key, kind)
+
+
+def log_broken(key: str, kind: str) -> None:
+    """The one line a key of the wrong type gets: what it holds, what belongs there, what is skipped."""
+    expected, effect = "another type", "it is skipped"
+    for prefix, what in _KEY_ROLES:
+        if key.startswith(prefix):
+            expected, effect = what
+            break
+    log.error("Redis key %s holds a %s where jobctl and RQ keep a %s: %s, every other queue and level is "
+              "served (delete or rename the key to fix it)", printable(key), printable(kind), expected, effect)
+
+
+_KEY_ROLES = [  # prefix -> (the type that belongs there, what a key of another type costs)
+    (keys.queue_list(""), ("list", "its jobs are not taken")),
+    (keys.wip(""), ("sorted set", "its level takes no jobs")),
+    (keys.finished(""), ("sorted set", "its jobs finish but are not listed or trimmed as finished")),
+    (keys.scheduled(""), ("sorted set", "its delayed jobs and retries are not moved")),
+    (keys.failed(""), ("sorted set", "its failed jobs are not listed in RQ's failed registry")),
+    (keys.marker(""), ("sorted set", "its runners poll the queue every second instead of waking")),
+]
 
 
 def level_order(registry: Registry, queues: list[str]) -> list[tuple[str, str]]:
@@ -147,8 +189,9 @@ class Runner:
                  processors: Mapping[str, Processor] | None = None, hooks: Hooks | None = None,
                  services: Any = None, wait_out_outages: bool = True,
                  slots: Mapping[str, int] | None = None, total_slots: int | None = None,
-                 rq_worker_key: str = "") -> None:
+                 rq_worker_key: str = "", quarantine: Quarantine | None = None) -> None:
         self.rt = rt
+        self.quarantine = quarantine or Quarantine()
         self.rq_worker_key = rq_worker_key  # the pool's entry in RQ's worker registry, whose counts we keep
         self.settings = rt.settings
         self.queues = queues
@@ -171,6 +214,7 @@ class Runner:
         self.inbox: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self.running: dict[str, Taken] = {}
         self.in_use: dict[str, int] = dict.fromkeys(queues, 0)
+        self.wip_ok: dict[str, set[str]] = {q: set() for q in queues}  # levels whose started registry took one
 
     def _queue_spec(self, name: str) -> list[Any]:
         p = self.settings.queues.get(name)
@@ -207,18 +251,26 @@ class Runner:
             for q, s in self._take_spec.items():
                 free = self.slots.get(q, 0) - self.in_use.get(q, 0)
                 if free > 0:
-                    per_queue[q] = [free, *s[1:]]
+                    per_queue[q] = [free, *s[1:], sorted(self.wip_ok[q])]
             if per_queue:
                 spec = Step.takes_json(take, per_queue, [lv for lv in self.order if lv[0] in per_queue])
         call = Step(active_key=keys.active(self.name), step_key=keys.step(self.name), worker=self.name,
                     token=f"{self._boot}-{self._seq}", lease_s=self.settings.heartbeat_ttl_s,
                     rq_margin_s=RQ_MARGIN_S, metrics_ttl_s=METRICS_TTL_S, finishes=Step.finishes_json(finishes),
                     takes=spec, failure_ttl_s=FAILURE_TTL_S, rq_worker_key=self.rq_worker_key)
-        skipped, wait_us, flags, taken, refused = self._retrying(lambda: self.rt.scripts.run(call))
+        skipped, wait_us, flags, taken, refused, *rest = self._retrying(lambda: self.rt.scripts.run(call))
+        broken = [(as_text(key), as_text(kind)) for key, kind in (rest[0] if rest else None) or []]
+        for key, kind in broken:  # a replayed step reports none
+            self.quarantine.met(key, kind)
         res = StepResult(skipped=[as_text(s) for s in skipped or []], wait_s=float(wait_us) / 1e6,
                          suspended=as_text(flags) == "suspended")
         res.taken = [self._taken(t) for t in taken or []]
         res.refused = [tuple(as_text(x) for x in r) for r in refused or []]  # type: ignore[misc]
+        for job in res.taken:  # its started registry took a member: no longer tried before a pop
+            self.wip_ok[job.queue].add(job.level)
+        bad = {key for key, _kind in broken}
+        for levels in self.wip_ok.values():  # ... unless it turned out to be of the wrong type
+            levels.difference_update([lv for lv in levels if keys.wip(lv) in bad])
         return res
 
     def _keep(self, queue_name: str) -> tuple[int, int]:
@@ -316,7 +368,7 @@ class Runner:
         try:
             self.rt.redis.hset(keys.job(job_id), "jc_progress", max(0, min(100, int(pct))))
         except (redis.ConnectionError, redis.TimeoutError):
-            log.warning("progress of job %s not stored: Redis unavailable", job_id)
+            log.warning("progress of job %s not stored: Redis unavailable", printable(job_id))
 
     # -- running (in slot threads) ----------------------------------------------------------
     def run_in_slot(self, slot: Slot, job: Taken) -> None:
@@ -355,7 +407,8 @@ class Runner:
         try:
             self.fail(job, exc, tb)
         except redis.RedisError as err:  # the lease expires and another pool reclaims the job
-            log.warning("failure of job %s not recorded (%s); its lease will expire", job.id, type(err).__name__)
+            log.warning("failure of job %s not recorded (%s); its lease will expire", printable(job.id),
+                        type(err).__name__)
 
     def _call(self, job: Taken) -> Any:
         fn = self.processors[job.name]
@@ -382,7 +435,8 @@ class Runner:
         """Take, run, finish until stopped (or, with `burst`, until nothing is left); returns jobs taken."""
         self.services, self.processors  # noqa: B018 - built before the first take: a job starts at once
         slots = Slots(self.total_slots, self.run_in_slot, name=self.name)
-        waker = _Waker(self.rt.redis, [keys.marker(q) for q in self.queues], self.inbox) if not burst else None
+        waker = (_Waker(self.rt.redis, [keys.marker(q) for q in self.queues], self.inbox, self.quarantine)
+                 if not burst else None)
         done: list[Done] = []
         try:
             while True:
@@ -430,7 +484,7 @@ class Runner:
             self.processed += 1
             slots.submit(job)
         for jid, level, queue_name, reason in res.refused:
-            log.warning("job %s on %s refused: %s", jid, level, reason)
+            log.warning("job %s on %s refused: %s", printable(jid), printable(level), printable(reason))
             self.hooks.emit("dead_lettered", JobEvent(jid, queue_name, "?", {}, 0, 0, error=reason))
 
     def _collect(self) -> list[Done]:
@@ -468,7 +522,7 @@ class Runner:
     def _check_timeouts(self, slots: Slots) -> None:
         for slot, job in slots.overdue():
             if slot.interrupt(job):
-                log.warning("job %s ran past its %ds timeout; interrupting it", job.id, job.timeout_s)
+                log.warning("job %s ran past its %ds timeout; interrupting it", printable(job.id), job.timeout_s)
         stuck = slots.overdue(KILL_GRACE_S)
         if stuck:
             self._abandon([job for _s, job in stuck])
@@ -493,14 +547,17 @@ class Runner:
     def _promote_due(self) -> int:
         from jobctl.delayed import promote
 
-        return int(self._retrying(lambda: promote(self.rt, self.queues)[0]))
+        return int(self._retrying(lambda: promote(self.rt, self.queues, self.hooks, self.quarantine.met)[0]))
 
 
 class _Waker:
     """Blocks on the queues' wake-up markers while the dispatcher is idle with free slots, and wakes it."""
 
-    def __init__(self, client: redis.Redis, markers: list[str], inbox: queue.SimpleQueue[Outcome | None]) -> None:
+    def __init__(self, client: redis.Redis, markers: list[str], inbox: queue.SimpleQueue[Outcome | None],
+                 quarantine: Quarantine | None = None) -> None:
         self.client, self.markers, self.inbox = client, markers, inbox
+        self.quarantine = quarantine or Quarantine()
+        self.broken: dict[str, float] = {}  # marker -> when to look at it again
         self.armed = threading.Event()
         self.stopped = False
         threading.Thread(target=self._main, name="waker", daemon=True).start()
@@ -522,9 +579,35 @@ class _Waker:
             self.armed.wait()
             if self.stopped:
                 return
+            watched = [m for m in self.markers if m not in self.broken]
             try:
-                if self.client.bzpopmin(self.markers, timeout=IDLE_BLOCK_S):
+                if not watched:
+                    time.sleep(IDLE_BLOCK_S)  # the dispatcher still steps every IDLE_BLOCK_S
+                elif self.client.bzpopmin(watched, timeout=IDLE_BLOCK_S):
                     self.armed.clear()
                     self.inbox.put(None)
+                self._recheck()
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(IDLE_BLOCK_S)  # Redis is down: the dispatcher's next step waits it out
+            except redis.ResponseError:  # a marker of the wrong type: watch the others without it
+                self._sort_out(watched)
+
+    def _sort_out(self, markers: list[str]) -> None:
+        """After a failed wait: set aside (and report) every marker that is not a sorted set."""
+        with contextlib.suppress(redis.RedisError):
+            for m in markers:
+                kind = as_text(self.client.type(m))
+                if kind not in ("zset", "none"):
+                    self.broken[m] = time.monotonic() + BROKEN_MARKER_RECHECK_S
+                    self.quarantine.met(m, kind)
+        time.sleep(0.05)
+
+    def _recheck(self) -> None:
+        """Watch a set-aside marker again once it became a sorted set (or went)."""
+        now = time.monotonic()
+        for m, when in list(self.broken.items()):
+            if now >= when:
+                if as_text(self.client.type(m)) in ("zset", "none"):
+                    del self.broken[m]
+                else:
+                    self.broken[m] = now + BROKEN_MARKER_RECHECK_S

@@ -10,20 +10,24 @@
 -- ARGV[5] queue_key: the level's queue key, for RQ's queue set
 -- ARGV[6..] fields: the hash's field/value pairs
 -- LIBS: lib_time
--- Returns 'queued', 'scheduled' or 'duplicate'.
+-- Returns 'queued', 'scheduled' or 'duplicate'. The target is written first: when it is a key of the
+--   wrong type the call fails before anything is written (no job hash left behind, queued in no list);
+--   RQ's queue set and the marker are only helpers, skipped when of the wrong type.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'duplicate' end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('SADD', KEYS[3], ARGV[5])
+local mode = 'queued'
 if ARGV[2] == 'schedule' then
   local due = tonumber(ARGV[3])
   if ARGV[4] ~= '1' then
     local sec, usec = jc_now()
     due = sec + usec / 1000000 + due
   end
-  redis.call('HSET', KEYS[1], 'status', 'scheduled')
   redis.call('ZADD', KEYS[2], due, ARGV[1])
-  return 'scheduled'
+  mode = 'scheduled'
+else
+  redis.call('RPUSH', KEYS[2], ARGV[1])
 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[4], 0, 'm')
-return 'queued'
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if mode == 'scheduled' then redis.call('HSET', KEYS[1], 'status', 'scheduled') end
+redis.pcall('SADD', KEYS[3], ARGV[5])
+if mode == 'queued' then redis.pcall('ZADD', KEYS[4], 0, 'm') end
+return mode

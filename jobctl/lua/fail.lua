@@ -28,15 +28,22 @@
 -- ARGV[24] exc_string: base64 of the zlib-compressed error and traceback, for RQ's result stream
 -- ARGV[25] rq_worker_key: the owner pool's RQ worker hash ('' = none)
 -- LIBS: lib_time
--- Returns 1 when applied, 0 when someone else already handled the job.
+-- Returns 1 when applied, 0 when someone else already handled the job. A registry, marker or counter
+--   of the wrong type is skipped (redis.pcall), so the job's own record is still written.
 local jp, qp, wp, sp, fp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local active, mp, mkp = ARGV[6], ARGV[7], ARGV[8]
 local id, member, level, queue, action = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 local jk = jp .. id
+local function try(...)  -- redis.call that skips a key of the wrong type (the step reports such keys)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err and not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
+  return r
+end
 local sec, usec = jc_now()
 local now = sec + usec / 1000000
 local now_iso = jc_iso(sec, usec)
-local score = redis.call('ZSCORE', wp .. level, member)
+local score = try('ZSCORE', wp .. level, member)
+if type(score) == 'table' then score = '+inf' end  -- started registry of the wrong type: the owner decides
 if not score then
   redis.call('HDEL', active, id)
   return 0
@@ -49,7 +56,7 @@ elseif h[1] ~= ARGV[18] then
   redis.call('HDEL', active, id)
   return 0
 end
-redis.call('ZREM', wp .. level, member)
+try('ZREM', wp .. level, member)
 redis.call('HDEL', active, id)
 if h[2] == false or h[2] == 'canceled' then return 0 end  -- deleted, replaced or cancelled meanwhile
 local attempt = jc_count(redis.call('HGET', jk, 'jc_attempt')) or 1
@@ -59,7 +66,7 @@ local mk = mp .. queue .. ':' .. math.floor(now / 60)
 if action == 'requeue' then
   redis.call('HSET', jk, 'status', 'queued')
   redis.call('LPUSH', qp .. level, id)
-  redis.call('ZADD', mkp .. queue, 0, 'm')
+  try('ZADD', mkp .. queue, 0, 'm')
   return 1
 end
 redis.call('HSET', jk, 'exc_info', ARGV[16], 'jc_error', ARGV[16], 'ended_at', now_iso)
@@ -69,19 +76,19 @@ if action == 'retry' then
   local delay = tonumber(ARGV[14])
   if delay > 0 then
     redis.call('HSET', jk, 'status', 'scheduled')
-    redis.call('ZADD', sp .. level, now + delay, id)
+    try('ZADD', sp .. level, now + delay, id)
   else
     redis.call('HSET', jk, 'status', 'queued')
     redis.call('RPUSH', qp .. level, id)
-    redis.call('ZADD', mkp .. queue, 0, 'm')
+    try('ZADD', mkp .. queue, 0, 'm')
   end
-  redis.call('HINCRBY', mk, 'retried', 1)
+  try('HINCRBY', mk, 'retried', 1)
 else
   redis.call('HSET', jk, 'status', 'failed')
   redis.call('PERSIST', jk)
-  redis.call('ZADD', fp .. level, now + tonumber(ARGV[20]), id)
-  redis.call('HINCRBY', mk, 'failed', 1)
-  redis.call('XADD', ARGV[23] .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'worker_name', h[1] or '',
+  try('ZADD', fp .. level, now + tonumber(ARGV[20]), id)
+  try('HINCRBY', mk, 'failed', 1)
+  try('XADD', ARGV[23] .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'worker_name', h[1] or '',
              'exc_string', ARGV[24], 'execution_id', string.match(member, ':(.*)$') or '')
   if ARGV[25] ~= '' and redis.call('EXISTS', ARGV[25]) == 1 then
     redis.call('HINCRBY', ARGV[25], 'failed_job_count', 1)

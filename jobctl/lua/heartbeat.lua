@@ -10,6 +10,7 @@ local sec, usec = jc_now()
 local score = sec + usec / 1000000 + tonumber(ARGV[2]) + tonumber(ARGV[3])
 local n = 0
 for _, pair in ipairs(cjson.decode(ARGV[4])) do
-  n = n + redis.call('ZADD', ARGV[1] .. pair[1], 'XX', 'CH', score, pair[2])
+  local r = redis.pcall('ZADD', ARGV[1] .. pair[1], 'XX', 'CH', score, pair[2])
+  if type(r) == 'number' then n = n + r end  -- a registry of the wrong type is skipped
 end
 return n

@@ -25,8 +25,10 @@
 -- ARGV[19] finishes: JSON [[id, execution, level, queue, result, duration_ms, keep_s, keep_count,
 --   return_value (base64 of the result's JSON, for RQ's result stream), job name], ...]
 -- ARGV[20] takes: JSON {"n": most jobs to take, "q": {queue: [free slots, global cap, rate limit,
---   window_us, scope, [every level of the queue]]}, "levels": [[queue, level], ...] best first};
---   "" = take nothing
+--   window_us, scope, [every level of the queue], [levels whose started registry took a member in this
+--   runner's life]]}, "levels": [[queue, level], ...] best first}; "" = take nothing. A level's first take
+--   in a step adds its member before the pop unless the level is in that last list, so a started registry
+--   of the wrong type leaves the job queued; on a listed level it only costs that registry's entries.
 -- ARGV[21] failure_ttl_s: how long RQ's failed registry keeps a refused job (until the store has it)
 -- ARGV[22] results_prefix: prefix of RQ's result streams (rq:results:)
 -- ARGV[23] rq_worker_key: the pool's RQ worker hash, whose job counts RQ's tools show ('' = none)
@@ -37,16 +39,32 @@
 --   (2^(i-1), 2^i] ms (bucket 0: <= 1 ms), bucket n the rest (+Inf); fields d{i} of the per-minute
 --   counters and {job}|d{i} (with {job}|ms, the sum) of the histogram
 -- LIBS: lib_time, lib_rate
--- Returns {{skipped...}, wait_us, flags, {taken...}, {refused...}}: skipped = ids of finishes not
+-- Returns {{skipped...}, wait_us, flags, {taken...}, {refused...}, {broken...}}: skipped = ids of finishes not
 --   recorded (the job was cancelled, deleted or taken over meanwhile); taken =
 --   {id, execution, level, queue, attempt, data, max_attempts, retry_later_streak, timeout_s, bad};
 --   refused = {id, level, queue, reason} (no job hash to mark: recorded only in the dead-letter store);
---   flags: 'replayed', 'suspended' or ''.
+--   flags: 'replayed', 'suspended' or ''; broken = {key, type} of each key of the wrong type met (a
+--   queue list that is a string, ...): left alone and reported, its level skipped, the step goes on.
+--   Level keys are read with redis.pcall, so a wrong-type key costs nothing until it is met.
 local jp, qp, wp, fp, xp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local active, step_key = ARGV[6], ARGV[7]
 local mp, mkp, rp, tp = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 local worker, token = ARGV[14], ARGV[15]
 local lease, margin, mttl = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+
+local broken, seen = {}, {}
+local function try(cmd, key, ...)  -- redis.call, but a key of the wrong type is reported, not fatal
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
+    if not seen[key] then
+      seen[key] = true
+      broken[#broken + 1] = {key, redis.call('TYPE', key).ok}
+    end
+    return nil, true
+  end
+  return r, false
+end
 
 local last = redis.call('GET', step_key)
 if last and string.sub(last, 1, #token + 1) == token .. '|' then
@@ -81,16 +99,15 @@ for _, f in ipairs(cjson.decode(ARGV[19])) do
   redis.call('HDEL', active, id)  -- our own bookkeeping goes whatever became of the job
   local h = redis.pcall('HMGET', jk, 'worker_name', 'status', 'jc_exec')
   if not jc_is_hash_reply(h) then h = {false, false, false} end
-  if h[3] == exec or h[3] == false then redis.call('ZREM', wp .. level, id .. ':' .. exec) end
+  if h[3] == exec or h[3] == false then try('ZREM', wp .. level, id .. ':' .. exec) end
   if h[1] == worker and h[2] == 'started' and h[3] == exec then  -- not cancelled, deleted or retaken
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', now_iso, 'result', result)
     if keep_s > 0 and keep_n > 0 then
       redis.call('EXPIRE', jk, keep_s)
-      redis.call('ZADD', fp .. level, now + keep_s, id)
-      redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker, 'return_value', f[9],
+      if not select(2, try('ZADD', fp .. level, now + keep_s, id)) then fin_levels[level] = keep_n end
+      try('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker, 'return_value', f[9],
                  'execution_id', exec)
       redis.call('EXPIRE', rk, keep_s)
-      fin_levels[level] = keep_n
     else
       redis.call('DEL', jk, rk)
     end
@@ -114,19 +131,21 @@ local total_n, total_ms = 0, 0
 for queue, q in pairs(per_queue) do
   total_n, total_ms = total_n + q[1], total_ms + q[2]
   local mk = mp .. queue .. ':' .. minute
-  redis.call('HINCRBY', mk, 'completed', q[1])
-  redis.call('HINCRBYFLOAT', mk, 'ms', q[2])
-  for b, n in pairs(q[3]) do redis.call('HINCRBY', mk, 'd' .. b, n) end
+  if not select(2, try('HINCRBY', mk, 'completed', q[1])) then
+    redis.call('HINCRBYFLOAT', mk, 'ms', q[2])
+    for b, n in pairs(q[3]) do redis.call('HINCRBY', mk, 'd' .. b, n) end
+  end
   redis.call('EXPIRE', mk, mttl)
   local dk = ARGV[25] .. queue
   for name, j in pairs(per_job[queue]) do
-    redis.call('HINCRBYFLOAT', dk, name .. '|ms', j[1])
-    for b, n in pairs(j[2]) do redis.call('HINCRBY', dk, name .. '|d' .. b, n) end
+    if not select(2, try('HINCRBYFLOAT', dk, name .. '|ms', j[1])) then
+      for b, n in pairs(j[2]) do redis.call('HINCRBY', dk, name .. '|d' .. b, n) end
+    end
   end
   redis.call('EXPIRE', dk, tonumber(ARGV[26]))
 end
-if total_n > 0 and ARGV[23] ~= '' and redis.call('EXISTS', ARGV[23]) == 1 then
-  redis.call('HINCRBY', ARGV[23], 'successful_job_count', total_n)
+if total_n > 0 and ARGV[23] ~= '' and redis.call('EXISTS', ARGV[23]) == 1
+   and not select(2, try('HINCRBY', ARGV[23], 'successful_job_count', total_n)) then
   redis.call('HINCRBYFLOAT', ARGV[23], 'total_working_time', total_ms / 1000)
 end
 for level, keep_n in pairs(fin_levels) do  -- retention, once per level and step
@@ -136,7 +155,7 @@ for level, keep_n in pairs(fin_levels) do  -- retention, once per level and step
   if excess > 0 then
     local old = redis.call('ZRANGE', fk, 0, math.min(excess, 1000) - 1)
     for _, oid in ipairs(old) do  -- only while still that finished job (ids can be reused)
-      if redis.call('HGET', jp .. oid, 'status') == 'finished' then redis.call('DEL', jp .. oid) end
+      if redis.pcall('HGET', jp .. oid, 'status') == 'finished' then redis.call('DEL', jp .. oid) end
     end
     redis.call('ZREM', fk, unpack(old))
   end
@@ -146,6 +165,10 @@ end
 local taken, refused, record, flags = {}, {}, {}, ''
 local min_wait = 0
 local function note_wait(w) if min_wait == 0 or w < min_wait then min_wait = w end end
+
+-- statuses under which RQ (or jobctl) keeps the job somewhere else: a queued copy is stale, dropped
+local rq_elsewhere = {started = true, finished = true, failed = true, stopped = true, canceled = true,
+                      deferred = true, scheduled = true, rate_limited = true, ready_to_enqueue = true}
 
 local function bad_fields(f)
   for i, name in ipairs({'jc_max', 'jc_attempt', 'timeout'}) do
@@ -167,21 +190,24 @@ if ARGV[20] ~= '' then
     local q = spec.q[queue]
     local st = state[queue]
     if st == nil then
-      st = {free = tonumber(q[1]), blocked = redis.call('SISMEMBER', ARGV[8], queue) == 1, running = -1,
-            throttle = math.max(0, redis.call('PTTL', tp .. queue)) * 1000}
+      local paused, unreadable = try('SISMEMBER', ARGV[8], queue)  -- a paused set of the wrong type:
+      st = {free = tonumber(q[1]), blocked = unreadable or paused == 1, running = -1,  -- nothing is taken
+            throttle = math.max(0, redis.call('PTTL', tp .. queue)) * 1000, ok = {}}
+      for _, l in ipairs(q[7] or {}) do st.ok[l] = true end
       state[queue] = st
     end
     local cap, limit, window, scope = tonumber(q[2]), tonumber(q[3]), tonumber(q[4]), q[5]
     local qk = qp .. level
+    local probed = st.ok[level] == true  -- no need to try the level's started registry before a pop
     while budget > 0 and not st.blocked do
-      local id = redis.call('LINDEX', qk, 0)
+      local id = try('LINDEX', qk, 0)
       if not id then break end
       if st.throttle > 0 then note_wait(st.throttle); break end
       if st.free <= 0 then more[queue] = true; break end
       if cap > 0 then
         if st.running < 0 then
           st.running = 0
-          for _, l in ipairs(q[6]) do st.running = st.running + redis.call('ZCARD', wp .. l) end
+          for _, l in ipairs(q[6]) do st.running = st.running + (try('ZCARD', wp .. l) or 0) end
         end
         if st.running >= cap then st.blocked = true; break end
       end
@@ -195,9 +221,9 @@ if ARGV[20] ~= '' then
         local why = 'job hash missing (deleted or expired while queued)'
         redis.call('HSET', jk, 'status', 'failed', 'origin', level, 'jc_queue', queue, 'jc_error', why,
                    'exc_info', why, 'ended_at', now_iso, 'created_at', now_iso)
-        redis.call('ZADD', xp .. level, now + tonumber(ARGV[21]), id)
+        try('ZADD', xp .. level, now + tonumber(ARGV[21]), id)
         refused[#refused + 1] = {id, level, queue, why}
-      elseif f[1] ~= 'queued' then
+      elseif f[1] ~= 'queued' and rq_elsewhere[f[1]] then
         redis.call('LPOP', qk)  -- cancelled, or a stale copy of an id already handled: drop it, look further
       else
         local rk = nil
@@ -211,9 +237,22 @@ if ARGV[20] ~= '' then
             break
           end
         end
+        local exec = token .. '-' .. (#taken + 1)
+        if not probed then  -- the level's first take adds its member before the pop: a started registry
+          probed = true     -- of the wrong type leaves the job queued (the others go in one ZADD below)
+          if select(2, try('ZADD', wp .. level, now + lease + margin, id .. ':' .. exec)) then break end
+        else
+          local adds = wip_adds[level] or {}
+          adds[#adds + 1] = now + lease + margin
+          adds[#adds + 1] = id .. ':' .. exec
+          wip_adds[level] = adds
+        end
         redis.call('LPOP', qk)
         if rk then jobctl_rate_take(rk, window, now_us, id) end
         local bad = bad_fields(f)
+        if f[1] ~= 'queued' then  -- a status neither RQ nor jobctl writes: dead-lettered with its data
+          bad = 'job status is ' .. string.sub(f[1], 1, 40) .. ' (not a status RQ knows) while in a queue'
+        end
         local before, most = jc_count(f[5]) or 0, jc_count(f[4])
         if most and before >= most then  -- only an operator's requeue (rq requeue) queues a spent job:
           before = 0                     -- it runs again with a fresh set of attempts
@@ -225,13 +264,8 @@ if ARGV[20] ~= '' then
           end
         end
         local attempt = before + 1
-        local exec = token .. '-' .. (#taken + 1)
         redis.call('HSET', jk, 'status', 'started', 'started_at', now_iso, 'worker_name', worker,
                    'last_heartbeat', now_iso, 'jc_attempt', attempt, 'jc_exec', exec)
-        local adds = wip_adds[level] or {}
-        adds[#adds + 1] = now + lease + margin
-        adds[#adds + 1] = id .. ':' .. exec
-        wip_adds[level] = adds
         act[#act + 1] = id
         act[#act + 1] = level .. '|' .. now .. '|' .. (f[6] or '') .. '|' .. exec
         taken[#taken + 1] = {id, exec, level, queue, attempt, f[2] or '', f[4] or '', f[7] or '0', f[6] or '', bad}
@@ -240,12 +274,12 @@ if ARGV[20] ~= '' then
         if st.running >= 0 then st.running = st.running + 1 end
       end
     end
-    if budget <= 0 and redis.call('LLEN', qk) > 0 then more[queue] = true end
+    if budget <= 0 and (try('LLEN', qk) or 0) > 0 then more[queue] = true end
   end
-  for level, adds in pairs(wip_adds) do redis.call('ZADD', wp .. level, unpack(adds)) end
+  for level, adds in pairs(wip_adds) do try('ZADD', wp .. level, unpack(adds)) end
   if #act > 0 then redis.call('HSET', active, unpack(act)) end
-  for queue, _ in pairs(more) do redis.call('ZADD', mkp .. queue, 0, 'm') end  -- let another runner take
+  for queue, _ in pairs(more) do try('ZADD', mkp .. queue, 0, 'm') end  -- let another runner take
 end
 redis.call('SET', step_key, token .. '|' .. cjson.encode({skipped = skipped, taken = record, refused = refused}),
            'EX', 86400)
-return {skipped, tostring(min_wait), flags, taken, refused}
+return {skipped, tostring(min_wait), flags, taken, refused, broken}

@@ -7,7 +7,7 @@
 local fk, jp, now, keep_n = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local removed = 0
 -- delete a hash only while it is still that finished job (an id may be reused by a new job)
-local function drop(id) if redis.call('HGET', jp .. id, 'status') == 'finished' then redis.call('DEL', jp .. id) end end
+local function drop(id) if redis.pcall('HGET', jp .. id, 'status') == 'finished' then redis.call('DEL', jp .. id) end end
 local expired = redis.call('ZRANGEBYSCORE', fk, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do drop(id) end
 if #expired > 0 then redis.call('ZREM', fk, unpack(expired)) end
