@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import redis
+
 from jobctl import keys
-from jobctl.errors import NotFound, OperationFailed
+from jobctl.errors import NotFound, OperationFailed, printable
 from jobctl.jobs import JobView, view
 from jobctl.runtime import Runtime
 from jobctl.scripts import Cancel
+
+log = logging.getLogger("jobctl.control")
 
 
 def _dec(h: Any) -> dict[str, str]:
@@ -61,7 +66,14 @@ def set_paused(rt: Runtime, names: list[str], pause: bool) -> None:
 def register_queues(rt: Runtime, names: list[str] | None = None) -> None:
     """Add the queues' own levels to RQ's queue set, so RQ tools list them before any job arrives."""
     policies = [rt.settings.queues.get(n) for n in names] if names else rt.settings.queues.policies
-    rt.redis.sadd(keys.queues_set(), *(keys.queue_list(p.level()) for p in policies))
+    try:
+        rt.redis.sadd(keys.queues_set(), *(keys.queue_list(p.level()) for p in policies))
+    except redis.ResponseError as exc:  # foreign data (SPEC §9): RQ's tools miss the queues, jobctl runs on
+        if "WRONGTYPE" not in str(exc):
+            raise
+        kind = printable(_s(rt.redis.type(keys.queues_set())))
+        log.warning("Redis key %s holds a %s where RQ keeps its set of queues: RQ's tools will not list "
+                    "jobctl's queues until it is removed; jobs still run", keys.queues_set(), kind)
 
 
 def empty_queue(rt: Runtime, name: str, progress: Callable[[int, int], None] | None = None) -> int:

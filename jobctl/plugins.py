@@ -17,13 +17,13 @@ class LogHook:
 
     def retrying(self, e: JobEvent) -> None:
         """A failed attempt will be retried."""
-        log.info("job %s (%s) attempt %d/%d failed, retry in %.1fs: %s", e.job_id, e.job, e.attempt,
-                 e.max_attempts, e.delay_s, printable(e.error))
+        log.info("job %s (%s) attempt %d/%d failed, retry in %.1fs: %s", printable(e.job_id), printable(e.job),
+                 e.attempt, e.max_attempts, e.delay_s, printable(e.error))
 
     def dead_lettered(self, e: JobEvent) -> None:
         """A job failed permanently."""
-        log.warning("job %s (%s) failed permanently after %d attempt(s): %s", e.job_id, e.job, e.attempt,
-                    printable(e.error))
+        log.warning("job %s (%s) failed permanently after %d attempt(s): %s", printable(e.job_id), printable(e.job),
+                    e.attempt, printable(e.error))
 
 
 def default_hooks(rt: Runtime) -> Hooks:

@@ -139,3 +139,17 @@ def test_values_from_redis_reach_the_log_escaped(rt: Runtime, pools: Pools, tmp_
             if b" jobctl.worker: " in line or b" jobctl.pool: " in line]  # the runtime's own lines
     assert ours and not [line for line in ours if b"\x1b" in line or b"\x07" in line], ours
     assert any(b"job evil\\x1b]0;owned\\x07\\x1b[2J on push refused" in line for line in ours), ours
+    err = (tmp_path / "pool0.err").read_bytes()
+    assert b"jobctl.jobs: job evil\\x1b]0;owned" in err  # the dead-letter log hook's line, escaped too
+    assert b"\x1b" not in err and b"\x07" not in err
+
+
+def test_a_wrong_type_rq_queue_set_does_not_stop_a_pool_starting(rt: Runtime, pools: Pools, tmp_path: Path) -> None:
+    rt.redis.set(keys.queues_set(), "hello")
+    ids = {enqueue(rt, "push", "send-push", push()).id}
+    p = _start(pools, tmp_path, "--burst")
+    assert p.wait(timeout=30) == 0
+    assert _done(rt) == ids
+    err = _err(tmp_path)
+    assert err.count(f"Redis key {keys.queues_set()} holds a string where RQ keeps its set of queues") == 1, err
+    assert rt.redis.get(keys.queues_set()) == b"hello"
