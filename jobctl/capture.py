@@ -25,7 +25,7 @@ import redis
 
 from jobctl import keys, redact
 from jobctl.db import utcnow
-from jobctl.deadletter import BATCH, DeadLetterStore, Failure, store_for
+from jobctl.deadletter import BATCH, MAX_ID, DeadLetterStore, Entry, Failure, Filter, Ref, store_for
 from jobctl.errors import ServiceUnavailable
 from jobctl.hooks import JobEvent
 from jobctl.jobs import FAILURE_TTL_S, RQ_TIME, decode_data, exc_text
@@ -193,9 +193,11 @@ class DeadLetterHook:
 def reconcile(rt: Runtime, limit: int | None = None, progress: Tick | None = None) -> int:
     """Record failed jobs in RQ's failed registries not yet in the store, and the failures the hook
     kept in `keys.unrecorded()` (at most about `limit` per call, so a worker's supervisor never
-    stalls on a backlog); returns how many. `progress(done, total)` follows the failures read."""
+    stalls on a backlog); returns how many. First it settles the open entries whose job RQ's tools
+    requeued (`settle_requeued`, `settle_rerun`). `progress(done, total)` follows the failures read."""
     store = store_for(rt)
     settle_requeued(rt, store)
+    settle_rerun(rt, store)
     levels = [level for policy in rt.settings.queues.policies for _p, level in policy.levels()]
     seen = [0]
     total = _unrecorded_count(rt, levels) if progress else 0
@@ -237,14 +239,59 @@ def _record_kept(rt: Runtime, store: DeadLetterStore, tick: Callable[[int], None
     return recorded
 
 
+RERUN = ("queued", "started", "deferred", "scheduled", "finished")  # a dead-lettered job running (or run) again
+
+
+def job_statuses(rt: Runtime, entries: Sequence[Entry | Ref]) -> dict[int, str | None]:
+    """Entry id -> the status of its job's hash in Redis now (None: no hash, or not a hash)."""
+    answers: list[Any] = []
+    for start in range(0, len(entries), BATCH):
+        with rt.redis.pipeline(transaction=False) as pipe:
+            for e in entries[start:start + BATCH]:
+                pipe.hget(keys.job(e.job_id), "status")
+            answers += pipe.execute(raise_on_error=False)
+    return {e.id: None if isinstance(a, Exception) or a is None else _text(a)
+            for e, a in zip(entries, answers, strict=True)}
+
+
+def rerun(rt: Runtime, entries: Sequence[Entry | Ref]) -> dict[int, str]:
+    """The open entries whose job RQ's tools (`rq requeue`, rq-dashboard) put back: entry id -> the job's
+    status now (queued, started, deferred, scheduled, finished). Replaying one would run it twice."""
+    return {i: st for i, st in job_statuses(rt, [e for e in entries if e.status == "open"]).items()
+            if st in RERUN}
+
+
+def settle(rt: Runtime, store: DeadLetterStore, entries: Sequence[Entry | Ref], statuses: dict[int, str | None],
+           how: str = "requeued with RQ's tools") -> list[int]:
+    """Mark replayed (by their own job, audited) those of `entries` read before `statuses`; an entry a
+    later failure of its job superseded meanwhile stays open. Returns the ids settled."""
+    done = [e.id for e in entries if e.id in statuses and store.claim(e.id, e.job_id, e.failed_at)]
+    if done:
+        by_id = {e.id: e for e in entries}
+        store.audit("replay", done, "; ".join(f"{i}: {how}, job {by_id[i].job_id} is {statuses[i] or 'gone'}"
+                                              for i in done)[:2000])
+    return done
+
+
 def settle_requeued(rt: Runtime, store: DeadLetterStore) -> None:
-    """Mark replayed the dead letters that RQ's tools put back on their queue (the job reran under its own
-    id), so `dlq replay` cannot run them a second time."""
+    """Mark replayed the dead letters that RQ's tools put back on their queue after their attempts were
+    spent (the step script lists them in `keys.requeued()` as it takes the job), so `dlq replay` cannot run
+    them a second time; one whose job failed again meanwhile holds that failure and stays open."""
     while items := rt.redis.lpop(keys.requeued(), BATCH):
-        for item in items:
-            entry_id, _, job_id = _text(item).partition("|")
-            if entry_id.isdigit() and store.claim(int(entry_id), job_id):
-                store.audit("replay", [int(entry_id)], f"requeued with RQ's tools as job {job_id}")
+        ids = {int(e) for e, _, _j in (_text(i).partition("|") for i in items) if e.isdigit() and int(e) <= MAX_ID}
+        entries = store.entries(Filter(ids=tuple(ids), status="open"))  # read before the job's status
+        statuses = {i: st for i, st in job_statuses(rt, entries).items() if st != "failed"}
+        settle(rt, store, entries, statuses)
+
+
+def settle_rerun(rt: Runtime, store: DeadLetterStore) -> int:
+    """Mark replayed every open entry whose job RQ's tools requeued and which is queued, running or
+    finished again (`dlq sync`; `dlq replay` does it for the entries it selects); returns how many."""
+    settled, after = 0, 0
+    while store.exists() and (entries := store.open_after(after, BATCH)):
+        after = entries[-1].id
+        settled += len(settle(rt, store, entries, dict(rerun(rt, entries))))
+    return settled
 
 
 def _with_rq_reason(rt: Runtime, f: Failure, has_time: bool) -> Failure:

@@ -2,14 +2,17 @@
 their entries and filters, and who acts on them.
 
 Every permanent failure becomes one `open` row, written by `jobctl.capture` (the worker's hook, or
-reconciliation from Redis after a database outage). `jobctl.replay` replays and purges entries,
-`jobctl.export` exports them. Every database error here is ServiceUnavailable (exit 4), naming the
-database with its password masked.
+reconciliation from Redis after a database outage). A job has at most one open row (the partial unique
+index `uq_dead_letters_open_job`): when a job that RQ's tools requeued fails again, its failure
+supersedes the open row in one atomic upsert (`DeadLetterStore.record`) instead of adding a second one.
+`jobctl.replay` replays and purges entries, `jobctl.export` exports them. Every database error here is
+ServiceUnavailable (exit 4), naming the database with its password masked.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import getpass
 import json
 import logging
@@ -32,12 +35,18 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    case,
+    event,
+    func,
     insert,
     inspect,
+    literal,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from jobctl import db
@@ -51,6 +60,8 @@ log = logging.getLogger("jobctl.deadletter")
 BATCH = 500
 BUSY_WAITS_S = (0.5, 1.0)  # a locked SQLite file: try again after these before calling it an outage
 STATUSES = ("open", "replayed", "purged")
+MAX_ID = 2**31 - 1  # the largest id an `integer` column holds on PostgreSQL (SQLite's is larger)
+OPEN_INDEX = "uq_dead_letters_open_job"
 _READY: set[str] = set()  # database URLs whose tables this process has created
 
 dead_letter_audit = Table(
@@ -106,6 +117,16 @@ class Entry:
         if not full:
             del doc["traceback"], doc["first_failed_at"]
         return doc
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An entry's keys: enough to settle it (`jobctl.capture.settle`)."""
+
+    id: int
+    job_id: str
+    failed_at: datetime
+    status: str
 
 
 @dataclass(frozen=True)
@@ -190,6 +211,20 @@ def actor() -> str:
 _READY_LOCK = threading.Lock()
 
 
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """`record`'s statement (built once per dialect: building it costs more than running it)."""
+    t = dead_letters.c
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(dead_letters)
+    ex = ins.excluded
+    return ins.on_conflict_do_update(
+        index_elements=[t.job_id], index_where=text("status = 'open'"),
+        set_={"queue": ex.queue, "job": ex.job, "data": ex.data, "error": ex.error, "traceback": ex.traceback,
+              "failed_at": ex.failed_at, "first_failed_at": func.coalesce(t.first_failed_at, t.failed_at),
+              "attempts": case((ex.attempts > t.attempts, ex.attempts), else_=t.attempts + ex.attempts)},
+        where=t.failed_at < ex.failed_at).returning(t.id)
+
+
 class DeadLetterStore:
     """The `dead_letters` and `dead_letter_audit` tables of one database."""
 
@@ -233,27 +268,34 @@ class DeadLetterStore:
         return self._record(f)
 
     def _record(self, f: Failure) -> tuple[int, bool]:
+        """One atomic upsert on the job's open row (never check-then-insert, so two runners recording the
+        same job at once leave one open row): no open row yet inserts one; an open row of an earlier
+        failure takes this one's reason, traceback, payload and time, keeps its first failure time in
+        `first_failed_at`, and counts the attempts of both runs (a requeued job with attempts left
+        continues its count; one whose attempts were spent starts again from 1, so they are added).
+        An open row of this failure or a later one is left as it is (not new)."""
         row = {"queue": f.queue, "job": f.job, "job_id": f.job_id, "data": json.dumps(f.payload),
                "error": f.error, "traceback": f.traceback, "attempts": f.attempts, "failed_at": f.failed_at,
                "status": "open"}
-        found = self.find(f.job_id, f.failed_at)
-        if found is not None:
-            return found, False
-        try:
-            with self.conn() as c:
-                key = c.execute(insert(dead_letters).values(**row)).inserted_primary_key
-                return int(key[0]) if key else 0, True
-        except IntegrityError:  # recorded concurrently by the hook or another reconciler
+        for _ in range(3):  # the row found below can be settled meanwhile: then upsert again
+            try:
+                with self.conn() as c:
+                    key = c.execute(_upsert(c.dialect.name), row).scalar()
+                    if key is not None:
+                        return int(key), True
+            except IntegrityError:  # this very failure is recorded already, and no longer open
+                pass
             found = self.find(f.job_id, f.failed_at)
-            if found is None:
-                raise
-            return found, False
+            if found is not None:
+                return found, False
+        raise ServiceUnavailable(f"dead letter of job {f.job_id} neither recorded nor found")
 
     def find(self, job_id: str, failed_at: datetime) -> int | None:
-        """The entry id of one failure, if recorded."""
+        """The entry id of one failure if recorded, else of the job's open entry (of a later failure)."""
         t = dead_letters.c
         with self.conn() as c:
-            return c.execute(select(t.id).where(t.job_id == job_id, t.failed_at == failed_at)).scalar()
+            return (c.execute(select(t.id).where(t.job_id == job_id, t.failed_at == failed_at)).scalar()
+                    or c.execute(select(t.id).where(t.job_id == job_id, t.status == "open")).scalar())
 
     def entries(self, flt: Filter, newest_first: bool = True) -> list[Entry]:
         """The matching entries (no tables yet: none)."""
@@ -261,6 +303,15 @@ class DeadLetterStore:
             return []
         with self.conn(create=False) as c:
             return [_entry(r) for r in c.execute(flt.query(utcnow(), newest_first))]
+
+    def open_after(self, after_id: int, limit: int) -> list[Ref]:
+        """Up to `limit` open entries with ids above `after_id`, by id (keyset paging; only their keys).
+        The table must exist (see `exists`)."""
+        t = dead_letters.c
+        with self.conn(create=False) as c:
+            return [Ref(*r) for r in c.execute(select(t.id, t.job_id, t.failed_at, t.status)
+                                               .where(t.status == "open", t.id > after_id).order_by(t.id)
+                                               .limit(limit))]
 
     def get(self, ids: Sequence[int]) -> list[Entry]:
         """Entries by id, in the order given; NotFound (exit 3) names any unknown id."""
@@ -270,11 +321,13 @@ class DeadLetterStore:
             raise NotFound(f"no dead letter with id {', '.join(missing)}")
         return [found[i] for i in dict.fromkeys(ids)]
 
-    def claim(self, entry_id: int, replay_job_id: str) -> bool:
-        """Atomically move an open entry to `replayed`; False if someone else got it first."""
+    def claim(self, entry_id: int, replay_job_id: str, failed_at: datetime | None = None) -> bool:
+        """Atomically move an open entry to `replayed`; False if someone else got it first, or (with
+        `failed_at`) if a later failure of its job superseded the failure it recorded meanwhile."""
         t = dead_letters.c
+        conds = [t.id == entry_id, t.status == "open"] + ([t.failed_at == failed_at] if failed_at else [])
         with self.conn() as c:
-            res = c.execute(update(dead_letters).where(t.id == entry_id, t.status == "open")
+            res = c.execute(update(dead_letters).where(*conds)
                             .values(status="replayed", replay_job_id=replay_job_id, replayed_at=utcnow()))
             return res.rowcount == 1
 
@@ -306,6 +359,33 @@ class DeadLetterStore:
             rows = c.execute(select(t).order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)).all()
         return [{"id": r.id, "at": iso(r.at), "actor": r.actor, "action": r.action,
                  "entry_ids": json.loads(r.entry_ids), "detail": r.detail} for r in rows]
+
+
+@event.listens_for(db.metadata, "after_create")
+def _migrate(_metadata: Any, conn: Connection, **_kw: Any) -> None:
+    """`db.init_db` (`jobctl db init`, or a store's first use in a process) on a store made before
+    `uq_dead_letters_open_job`: merge each job's open entries into its newest (the older ones become
+    `replayed` by the job itself, which ran again under its own id, and are audited), then add the index."""
+    if any(i["name"] == OPEN_INDEX for i in inspect(conn).get_indexes(dead_letters.name)):
+        return
+    t = dead_letters.c
+    dup = select(t.job_id).where(t.status == "open").group_by(t.job_id).having(func.count() > 1)
+    rows = conn.execute(select(t.id, t.job_id, t.failed_at).where(t.status == "open", t.job_id.in_(dup))
+                        .order_by(t.job_id, t.failed_at.desc(), t.id.desc())).all()
+    newest: dict[str, int] = {}
+    first = {r.job_id: r.failed_at for r in rows}  # each job's earliest failure (rows run newest first)
+    for r in rows:
+        if r.job_id not in newest:
+            newest[r.job_id] = r.id
+            conn.execute(update(dead_letters).where(t.id == r.id).values(
+                first_failed_at=func.coalesce(t.first_failed_at, literal(first[r.job_id], UtcDateTime()))))
+            continue
+        conn.execute(update(dead_letters).where(t.id == r.id)
+                     .values(status="replayed", replay_job_id=r.job_id, replayed_at=utcnow()))
+        conn.execute(insert(dead_letter_audit).values(
+            at=utcnow(), actor=actor(), action="replay", entry_ids=json.dumps([r.id]),
+            detail=f"superseded by entry {newest[r.job_id]}: job {r.job_id} ran again under its own id"))
+    next(i for i in dead_letters.indexes if i.name == OPEN_INDEX).create(conn, checkfirst=True)
 
 
 def store_for(rt: Runtime) -> DeadLetterStore:

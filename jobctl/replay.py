@@ -13,9 +13,13 @@ Order of a replay, per open entry (oldest first):
 4. Audit every replayed entry in one record.
 
 Before step 1 a real run (not a dry run) settles entries RQ's tools requeued meanwhile, and pings
-Redis once so an outage fails the command before anything changes. If an entry was purged between
-its enqueue and its claim, the job this call queued is cancelled again. `progress(done, total)`
-follows the entries.
+Redis once so an outage fails the command before anything changes. An entry whose job RQ's tools
+requeued (`rq requeue`, rq-dashboard) and that is queued, running or finished again under its own id
+is never replayed (that would run the job twice): it is skipped with the job's status as the reason,
+and a real run marks it `replayed` by that job (audited), as `jobctl dlq sync` does. If that job fails
+permanently again, its failure supersedes the entry while it is open, or opens a new one. If an entry
+was purged between its enqueue and its claim, the job this call queued is cancelled again.
+`progress(done, total)` follows the entries.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from jobctl.capture import settle_requeued
+from jobctl.capture import rerun, settle, settle_requeued
 from jobctl.control import cancel_job
 from jobctl.deadletter import DeadLetterStore, Entry, Filter, Outcome, store_for
 from jobctl.errors import JobctlError
@@ -102,9 +106,17 @@ def replay(rt: Runtime, flt: Filter, dry_run: bool = False, *, rate: RateLimit |
     if not dry_run:
         settle_requeued(rt, store_for(rt))
     todo, out = select_open(rt, flt)
-    if todo and not dry_run:
-        rt.redis.ping()  # an unreachable Redis fails the command before anything changes
     store, pacer = store_for(rt), Pacer(rate, clock, sleep)
+    if todo:  # also pings Redis: an unreachable one fails the command before anything changes
+        again = rerun(rt, todo)
+        settled = set() if dry_run else set(settle(rt, store, todo, dict(again)))
+        for e in (e for e in todo if e.id in again):
+            what = f"requeued with RQ's tools: job {e.job_id} is {again[e.id]} again"
+            out.append(Outcome(e.id, e.queue, e.job, "skipped", e.job_id,
+                               f"{what}; marked replayed" if e.id in settled
+                               else f"{what}; a replay marks it replayed" if dry_run
+                               else f"{what}; its entry changed meanwhile"))
+        todo = [e for e in todo if e.id not in again]
     if progress:
         progress(0, len(todo))
     for n, e in enumerate(todo, 1):

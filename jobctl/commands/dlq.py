@@ -26,20 +26,23 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Dead letters: jobs that failed permanently.", no_args_is_help=True)
 
 STATUSES = ("open", "replayed", "purged")
+MAX_ID = 2**31 - 1  # jobctl.deadletter.MAX_ID: ids and --limit fit a PostgreSQL integer
+MAX_AGE_S = 36500 * 86400.0  # the longest --since / --older-than (100 years; "everything")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 QueueOpt = Annotated[str | None, typer.Option("--queue", help="Only this queue.", show_default=False,
                                               autocompletion=queue_names)]
 JobOpt = Annotated[str | None, typer.Option("--job", help="Only this job name.", show_default=False,
                                             autocompletion=job_names)]
-SinceOpt = Annotated[str | None, typer.Option("--since", help="Failed within this long (30m, 2h, 7d).",
+SinceOpt = Annotated[str | None, typer.Option("--since", help="Failed within this long (30m, 2h, 7d; at most "
+                                                                "36500d).", show_default=False)]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, max=MAX_ID, help="At most N entries.",
                                               show_default=False)]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="At most N entries.", show_default=False)]
 StatusOpt = Annotated[str | None, typer.Option("--status", help="open, replayed or purged.", show_default=False)]
 ErrorOpt = Annotated[str | None, typer.Option(
     "--error", help="Only entries whose failure reason contains TEXT (exception class or message, any case).",
     show_default=False)]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every open entry.")]
-Ids = Annotated[list[int] | None, typer.Argument(help="Dead-letter ids.", show_default=False)]
+Ids = Annotated[list[int] | None, typer.Argument(min=1, max=MAX_ID, help="Dead-letter ids.", show_default=False)]
 
 
 def _filter(rt: Runtime, queue: str | None = None, job: str | None = None, since: str | None = None,
@@ -55,8 +58,9 @@ def _filter(rt: Runtime, queue: str | None = None, job: str | None = None, since
         raise UsageError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
     if error is not None and not error.strip():
         raise UsageError("--error needs some text to look for")
-    return Filter(tuple(ids or ()), queue, job, parse_duration(since, "--since") if since else None,
-                  parse_duration(older_than, "--older-than") if older_than else None, status, limit, error)
+    return Filter(tuple(ids or ()), queue, job, parse_duration(since, "--since", MAX_AGE_S) if since else None,
+                  parse_duration(older_than, "--older-than", MAX_AGE_S) if older_than else None, status, limit,
+                  error)
 
 
 def _selector(ids: list[int] | None, every: bool, queue: str | None, job: str | None,
@@ -103,7 +107,7 @@ def list_cmd(ctx: typer.Context, queue: QueueOpt = None, job: JobOpt = None, sin
 
 
 @app.command("show")
-def show(ctx: typer.Context, entry_id: Annotated[int, typer.Argument(help="Dead-letter id.")],
+def show(ctx: typer.Context, entry_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Dead-letter id.")],
          as_json: JsonOpt = False) -> None:
     """One entry, with the traceback of its last failure (and a refusing endpoint's status and answer)."""
     from jobctl.deadletter import store_for
@@ -136,7 +140,12 @@ def replay(ctx: typer.Context, ids: Ids = None, every: AllOpt = False, queue: Qu
            dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing; check and list what would "
                                                                    "be replayed.")] = False,
            as_json: JsonOpt = False) -> None:
-    """Re-enqueue original payloads on their queues with fresh attempts (each entry at most once)."""
+    """Re-enqueue original payloads on their queues with fresh attempts (each entry at most once).
+
+    An entry whose job RQ's tools requeued (rq requeue, rq-dashboard) and that is queued, running or
+    finished again is skipped with the job's status as the reason (replaying it would run the job twice);
+    a real run marks it replayed by that job, as `dlq sync` does. A job that fails permanently again
+    updates its open entry (latest reason and traceback, attempts of both runs, first failure kept)."""
     from jobctl import replay as rp
 
     _selector(ids, every, queue, job, error)
@@ -159,7 +168,8 @@ def replay(ctx: typer.Context, ids: Ids = None, every: AllOpt = False, queue: Qu
 
 @app.command("purge")
 def purge(ctx: typer.Context, ids: Ids = None, every: AllOpt = False, queue: QueueOpt = None,
-          older_than: Annotated[str | None, typer.Option("--older-than", help="Failed longer ago than this (7d).",
+          older_than: Annotated[str | None, typer.Option("--older-than", help="Failed longer ago than this "
+                                                         "(7d; at most 36500d).",
                                                          show_default=False)] = None,
           error: ErrorOpt = None,
           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False) -> None:
@@ -199,17 +209,24 @@ def export(ctx: typer.Context,
 
 @app.command("sync")
 def sync(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Record failed jobs still only in Redis (e.g. the database was down when they failed)."""
-    from jobctl.capture import reconcile
+    """Record failed jobs still only in Redis (e.g. the database was down when they failed).
+
+    First marks replayed the open entries whose job RQ's tools requeued and that is queued, running or
+    finished again (`settled`), so `dlq list` and `dlq replay` no longer offer them."""
+    from jobctl.capture import reconcile, settle_rerun
     from jobctl.deadletter import store_for
 
-    store_for(ctx.obj).ready()
+    store = store_for(ctx.obj)
+    store.ready()
+    settled = settle_rerun(ctx.obj, store)
     with progress.bar("recording", as_json) as tick:
         n = reconcile(ctx.obj, progress=tick)
     if as_json:
-        render.print_json({"recorded": n})
-    else:
-        typer.echo(f"recorded {n} new dead letter(s)")
+        render.print_json({"recorded": n, "settled": settled})
+        return
+    typer.echo(f"recorded {n} new dead letter(s)")
+    if settled:
+        typer.echo(f"marked {settled} dead letter(s) replayed: RQ's tools requeued their jobs")
 
 
 @app.command("audit")
