@@ -319,6 +319,12 @@ class Runner:
             exc_string=_exc_string(text, tb) if action == "dead" else "")))
         if not int(ok):
             return None
+        if int(ok) == 2:  # its queue list or scheduled registry holds another type: it failed instead
+            text = as_text(self._retrying(lambda: self.rt.redis.hget(keys.job(job.id), "jc_error")) or text)
+            log.warning("job %s on %s could not be queued again and failed: %s", printable(job.id),
+                        printable(job.queue), printable(text))
+            action, requeue = "dead", False
+            decision = Decision("dead-letter", 0.0, decision.consumes_attempt, reason=text)
         if isinstance(error, RetryLater) and error.throttle_queue:
             ratelimit.throttle(self.rt.redis, job.queue, error.delay_s)
         if not requeue:

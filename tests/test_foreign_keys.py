@@ -153,3 +153,28 @@ def test_a_wrong_type_rq_queue_set_does_not_stop_a_pool_starting(rt: Runtime, po
     err = _err(tmp_path)
     assert err.count(f"Redis key {keys.queues_set()} holds a string where RQ keeps its set of queues") == 1, err
     assert rt.redis.get(keys.queues_set()) == b"hello"
+
+
+def test_a_retry_that_cannot_be_queued_again_is_dead_lettered(rt: Runtime, pools: Pools, tmp_path: Path) -> None:
+    """A failed attempt goes back to its queue list (no back-off) or the scheduled registry (back-off);
+    when that key holds another type, the job fails with the reason and reaches the dead-letter store,
+    instead of being left, status queued or scheduled, in no list at all."""
+    rt.redis.set(keys.scheduled("push"), "hello")  # where push's exponential back-off puts a retry
+    delayed = enqueue(rt, "push", "send-push", push(fail=True)).id
+    back = enqueue(rt, "webhook-retry", "retry-webhook", hook(fail=True, sleep=1.5)).id  # back-off none
+    p = _start(pools, tmp_path, "--burst")
+    wait_for(lambda: any(s.split()[0] == back.encode() for s in rt.redis.lrange("test:starts", 0, -1)), 20,
+             "the webhook job to start")
+    rt.redis.set(keys.queue_list("webhook-retry"), "hello")  # its list turns into a string while it runs
+    assert p.wait(timeout=30) == 0
+    err = _err(tmp_path)
+    assert "Traceback" not in err, err[-3000:]
+    entries = {e.job_id: e for e in dl.store_for(_rt(rt, tmp_path)).entries(dl.Filter())}
+    assert set(entries) == {delayed, back}, err[-3000:]
+    for jid, key in ((delayed, keys.scheduled("push")), (back, keys.queue_list("webhook-retry"))):
+        why = f"RuntimeError: asked to fail (it could not be queued again: Redis key {key} holds a string)"
+        assert entries[jid].error == why, entries[jid].error
+        assert rt.redis.hget(keys.job(jid), "status") == b"failed"
+        assert f"job {jid} on " in err and "could not be queued again" in err
+    assert rt.redis.zscore(keys.failed("push"), delayed) is not None  # RQ's failed registry has it
+    assert rt.redis.get(keys.scheduled("push")) == rt.redis.get(keys.queue_list("webhook-retry")) == b"hello"

@@ -28,8 +28,10 @@
 -- ARGV[24] exc_string: base64 of the zlib-compressed error and traceback, for RQ's result stream
 -- ARGV[25] rq_worker_key: the owner pool's RQ worker hash ('' = none)
 -- LIBS: lib_time
--- Returns 1 when applied, 0 when someone else already handled the job. A registry, marker or counter
---   of the wrong type is skipped (redis.pcall), so the job's own record is still written.
+-- Returns 1 when applied, 0 when someone else already handled the job, 2 when a retry or requeue could
+--   not put the job back (its queue list or scheduled registry holds another type): it failed instead,
+--   its error saying why, so it is dead-lettered rather than left in no list. A registry, marker or
+--   counter of the wrong type is skipped (redis.pcall), so the job's own record is still written.
 local jp, qp, wp, sp, fp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local active, mp, mkp = ARGV[6], ARGV[7], ARGV[8]
 local id, member, level, queue, action = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
@@ -39,6 +41,15 @@ local function try(...)  -- redis.call that skips a key of the wrong type (the s
   if type(r) == 'table' and r.err and not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
   return r
 end
+local function place(...)  -- put the job back: false when the key holds another type
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
+    return false
+  end
+  return true
+end
+local unplaced = false  -- the key a retry or requeue could not put the job back into
 local sec, usec = jc_now()
 local now = sec + usec / 1000000
 local now_iso = jc_iso(sec, usec)
@@ -64,24 +75,33 @@ if ARGV[15] == '0' then attempt = math.max(0, attempt - 1) end
 redis.call('HSET', jk, 'jc_rl', ARGV[22], 'jc_attempt', attempt)
 local mk = mp .. queue .. ':' .. math.floor(now / 60)
 if action == 'requeue' then
-  redis.call('HSET', jk, 'status', 'queued')
-  redis.call('LPUSH', qp .. level, id)
-  try('ZADD', mkp .. queue, 0, 'm')
-  return 1
+  if place('LPUSH', qp .. level, id) then
+    redis.call('HSET', jk, 'status', 'queued')
+    try('ZADD', mkp .. queue, 0, 'm')
+    return 1
+  end
+  unplaced, action = qp .. level, 'dead'
 end
-redis.call('HSET', jk, 'exc_info', ARGV[16], 'jc_error', ARGV[16], 'ended_at', now_iso)
+if action == 'retry' then
+  local delay = tonumber(ARGV[14])
+  if delay > 0 and place('ZADD', sp .. level, now + delay, id) then
+    redis.call('HSET', jk, 'status', 'scheduled')
+  elseif delay <= 0 and place('RPUSH', qp .. level, id) then
+    redis.call('HSET', jk, 'status', 'queued')
+    try('ZADD', mkp .. queue, 0, 'm')
+  else
+    unplaced, action = (delay > 0 and sp or qp) .. level, 'dead'
+  end
+end
+local err = ARGV[16]
+if unplaced then
+  err = err .. ' (it could not be queued again: Redis key ' .. unplaced .. ' holds a ' ..
+    redis.call('TYPE', unplaced).ok .. ')'
+end
+redis.call('HSET', jk, 'exc_info', err, 'jc_error', err, 'ended_at', now_iso)
 redis.call('HSETNX', jk, 'jc_first_failed', now_iso)
 if ARGV[17] ~= '' then redis.call('HSET', jk, 'jc_traceback', ARGV[17]) end
 if action == 'retry' then
-  local delay = tonumber(ARGV[14])
-  if delay > 0 then
-    redis.call('HSET', jk, 'status', 'scheduled')
-    try('ZADD', sp .. level, now + delay, id)
-  else
-    redis.call('HSET', jk, 'status', 'queued')
-    redis.call('RPUSH', qp .. level, id)
-    try('ZADD', mkp .. queue, 0, 'm')
-  end
   try('HINCRBY', mk, 'retried', 1)
 else
   redis.call('HSET', jk, 'status', 'failed')
@@ -95,4 +115,4 @@ else
   end
 end
 redis.call('EXPIRE', mk, tonumber(ARGV[21]))
-return 1
+return unplaced and 2 or 1
