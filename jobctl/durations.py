@@ -13,6 +13,7 @@ _FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1
 
 
 MAX_DELAY_S = 365 * 86400.0  # the longest --delay / --at ahead an enqueue accepts (a year)
+MAX_AGE_S = 36500 * 86400.0  # the longest age a dead-letter filter takes (--since, --older-than: 100 years)
 
 
 def parse_duration(text: str, what: str = "duration", max_s: float | None = None) -> float:

@@ -94,9 +94,13 @@ def test_jobs_show_garbage_fields_never_crash_and_keep_their_types(cli_env: dict
 def test_dead_letter_tables_escape_what_the_store_holds(cli_env: dict[str, str], client: redis.Redis) -> None:
     client.hset(keys.job("F"), mapping={"jc_queue": "email", "jc_job": "send-email", "status": "failed",
                                         "jc_error": ERROR, "origin": "email", "ended_at": "2026-12-01T10:00:00.000000Z",
-                                        "data": '["send-email",null,[{"to":"a@b.c"}],{}]'})
+                                        "data": '["send-email",null,[{"to":"a@b.c"}],{}]',
+                                        "jc_traceback": 'Traceback (most recent call last):\n  File "x\x1b[2J"\n'
+                                                        'RuntimeError: bad\x07'})
     client.zadd("rq:failed:email", {"F": 9999999999})  # RQ's failed registry, as RQ writes it
     assert run(cli_env, "dlq", "sync").returncode == 0
+    shown = run(cli_env, "dlq", "show", "1").stdout.splitlines()  # the traceback below the table: its own lines
+    assert shown[-3:] == ["Traceback (most recent call last):", '  File "x\\x1b[2J"', "RuntimeError: bad\\x07"]
     for args in (["dlq", "list"], ["dlq", "show", "1"]):
         out = run(cli_env, *args)
         assert out.returncode == 0, out.stderr

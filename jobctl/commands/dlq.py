@@ -15,7 +15,7 @@ import typer
 
 from jobctl import progress, render
 from jobctl.completion import job_names, queue_names
-from jobctl.durations import iso, parse_duration
+from jobctl.durations import MAX_AGE_S, iso, parse_duration
 from jobctl.errors import OperationFailed, UsageError
 from jobctl.runtime import Runtime
 
@@ -27,7 +27,6 @@ app = typer.Typer(help="Dead letters: jobs that failed permanently.", no_args_is
 
 STATUSES = ("open", "replayed", "purged")
 MAX_ID = 2**31 - 1  # jobctl.deadletter.MAX_ID: ids and --limit fit a PostgreSQL integer
-MAX_AGE_S = 36500 * 86400.0  # the longest --since / --older-than (100 years; "everything")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 QueueOpt = Annotated[str | None, typer.Option("--queue", help="Only this queue.", show_default=False,
                                               autocompletion=queue_names)]
@@ -120,8 +119,8 @@ def show(ctx: typer.Context, entry_id: Annotated[int, typer.Argument(min=1, max=
     tb = doc.pop("traceback")
     doc["data"] = json.dumps(doc["data"])
     render.stdout().print(render.mapping_table(f"Dead letter {entry_id}", doc))
-    if tb:
-        render.stdout().print(tb, markup=False, highlight=False)
+    if tb:  # from the store: control characters escaped, line feeds kept
+        render.stdout().print(render.cell(tb), highlight=False)
 
 
 def _outcome_lines(outcomes: list[Outcome], dry_run: bool) -> None:

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from jobctl import control, metrics, schedules
 from jobctl import deadletter as dl
 from jobctl import replay as rp
-from jobctl.durations import iso, parse_duration
+from jobctl.durations import MAX_AGE_S, iso, parse_duration
 from jobctl.errors import JobctlError, UsageError
 from jobctl.web import lockout, paging, security
 from jobctl.web.app import log, state, user
@@ -136,8 +136,10 @@ def _filter(args: Any, default_status: str | None = "open") -> tuple[dl.Filter, 
         limit = int(given["limit"]) if given["limit"] else 100
     except ValueError:
         raise UsageError("ids and limit must be whole numbers") from None
+    if any(not 1 <= i <= dl.MAX_ID for i in ids):
+        raise UsageError(f"ids are whole numbers from 1 to {dl.MAX_ID}")
     flt = dl.Filter(ids=ids, queue=given["queue"] or None, job=given["job"] or None,
-                    since_s=parse_duration(given["since"], "since") if given["since"] else None,
+                    since_s=parse_duration(given["since"], "since", MAX_AGE_S) if given["since"] else None,
                     status=status, limit=max(1, min(limit, MAX_SELECTION)), error=given["reason"] or None)
     return flt, given
 
@@ -197,6 +199,8 @@ def act(action: str) -> str:
         raise UsageError("ids must be whole numbers") from None
     if not ids:
         raise UsageError("nothing selected: preview a selection first")
+    if any(not 1 <= i <= dl.MAX_ID for i in ids):
+        raise UsageError(f"ids are whole numbers from 1 to {dl.MAX_ID}")
     if len(ids) > MAX_SELECTION:
         raise UsageError(f"at most {MAX_SELECTION} dead letters at once")
     with dl.acting_as(_actor()):

@@ -112,3 +112,17 @@ def test_export_is_dlq_exports_output_for_signed_in_users(site: str, rt: Runtime
         assert refused.status_code == 403 and "t0k3n-secret" not in refused.text
     finally:
         served.close()
+
+
+def test_out_of_range_filters_are_a_clear_refusal(site: str, rt: Runtime) -> None:
+    """Numbers the store cannot hold, and ages past 100 years, are refused with the reason (the CLI's bounds),
+    never an OverflowError page."""
+    with signed_in(site) as s:
+        for query, reason in (({"since": "99999999d"}, "since"), ({"ids": "99999999999999999999"}, "ids are whole"),
+                              ({"ids": "0"}, "ids are whole")):
+            page = s.get(f"{site}/dead-letters", params=query, timeout=30)
+            assert page.status_code == 400 and reason in page.text, (query, page.status_code, page.text[-500:])
+        form = s.get(f"{site}/dead-letters", timeout=30).text
+        done = s.post(f"{site}/dead-letters/purge", data={"csrf": csrf_of(form), "ids": "99999999999999999999"},
+                      headers={"Origin": origin_of(site)}, timeout=30)
+        assert done.status_code == 400 and "ids are whole numbers from 1 to 2147483647" in done.text
