@@ -54,7 +54,9 @@ def json_shapes() -> dict[str, tuple[str, list[str]]]:
         "enqueue": ("one object (with `--file`: `{\"queue\", \"job\", \"count\", \"jobs\": [...]}`)",
                     _dataclass_fields(producer.Enqueued)),
         "stats": ('`{"generated_at", "queues": [...], "rq_suspended", "foreign_workers", "pools", '
-                  '"database_error"}`; each queue:', _dataclass_fields(metrics.QueueStats)),
+                  '"database_error", "broken_keys"}` (`broken_keys`: Redis keys holding another type than jobctl '
+                  'and RQ keep there, key -> the type they hold; they count as empty); each queue:',
+                  _dataclass_fields(metrics.QueueStats)),
         "health": ('`{"status", "checks": [...], "generated_at"}`; each check (plus its own details):',
                    _dataclass_fields(health.Check, ("details",))),
         "workers": ("a JSON array, one object per live pool:", _dataclass_fields(control.WorkerView)),

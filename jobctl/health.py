@@ -19,13 +19,13 @@ import redis
 from jobctl import keys, metrics
 from jobctl.config import Settings, mask_url
 from jobctl.durations import iso
-from jobctl.errors import ServiceUnavailable
+from jobctl.errors import ServiceUnavailable, printable
 from jobctl.runtime import Runtime, memory_state, out_of_memory
 
 log = logging.getLogger("jobctl.health")
 CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 _RANK = {"OK": 0, "UNKNOWN": 1, "WARNING": 2, "CRITICAL": 3}
-CHECKS = ("redis", "persistence", "backlog", "failures", "workers", "scheduler", "dead_letters", "rq")
+CHECKS = ("redis", "persistence", "backlog", "failures", "workers", "scheduler", "dead_letters", "rq", "keys")
 FIRING_TTL_S = 7 * 86400
 
 
@@ -77,7 +77,7 @@ def _list(d: dict[str, int], unit: str) -> str:
 
 
 def queue_checks(snap: metrics.Snapshot, settings: Settings) -> list[Check]:
-    """Backlog, failures, workers, scheduler and dead-letter checks of one snapshot (pure)."""
+    """Backlog, failures, workers, scheduler, dead-letter, RQ and key checks of one snapshot (pure)."""
     out = []
     limits = {q.name: settings.queues.get(q.name) for q in snap.queues}
     backlog = _queues_over(snap, "waiting", settings, "backlog_alert")
@@ -102,7 +102,20 @@ def queue_checks(snap: metrics.Snapshot, settings: Settings) -> list[Check]:
                      {"delayed": delayed, "scheduler_alive": snap.scheduler_alive}))
     out.append(_dead_letter_check(snap))
     out.append(_rq_check(snap))
+    out.append(_keys_check(snap))
     return out
+
+
+def _keys_check(snap: metrics.Snapshot) -> Check:
+    """Keys of the wrong type where jobctl and RQ keep queues and registries (foreign data): pools skip
+    them, so their jobs wait, uncounted, until an operator deletes or renames them."""
+    if not snap.broken_keys:
+        return Check("keys", "OK", "every queue and registry key holds its own type")
+    listed = ", ".join(f"{printable(k)} ({printable(t)})" for k, t in sorted(snap.broken_keys.items())[:5])
+    more = f" and {len(snap.broken_keys) - 5} more" if len(snap.broken_keys) > 5 else ""
+    return Check("keys", "CRITICAL", f"{len(snap.broken_keys)} Redis key(s) hold another type than jobctl and RQ "
+                 f"keep there: {listed}{more}; pools skip them (delete or rename them)",
+                 {"broken_keys": snap.broken_keys})
 
 
 def _rq_check(snap: metrics.Snapshot) -> Check:

@@ -53,6 +53,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 if TYPE_CHECKING:
     import threading
     from wsgiref.simple_server import WSGIServer
@@ -201,13 +203,17 @@ class Snapshot:
     foreign_workers: dict[str, list[str]] = field(default_factory=dict)  # non-jobctl RQ worker -> our levels
     pools: tuple[PoolStats, ...] = ()  # live worker pools
     durations: tuple[JobDurations, ...] = ()  # only when asked for (`snapshot(..., durations=True)`)
+    broken_keys: dict[str, str] = field(default_factory=dict)  # key of the wrong type -> what it holds
 
     def to_json(self) -> dict[str, Any]:
-        """`{"generated_at", "queues": [...], "rq_suspended", "foreign_workers", "pools", "database_error"}`
-        as `stats --json` prints it (`database_error`: why dead letters could not be counted, else null)."""
+        """`{"generated_at", "queues": [...], "rq_suspended", "foreign_workers", "pools", "database_error",
+        "broken_keys"}` as `stats --json` prints it (`database_error`: why dead letters could not be counted,
+        else null; `broken_keys`: Redis keys that hold another type than jobctl and RQ keep there, and what
+        they hold, e.g. `{"rq:queue:email": "string"}`; their figures count as 0)."""
         return {"generated_at": self.generated_at, "queues": [q.to_json() for q in self.queues],
                 "rq_suspended": self.rq_suspended, "foreign_workers": self.foreign_workers,
-                "pools": [p.to_json() for p in self.pools], "database_error": self.dead_letters_error}
+                "pools": [p.to_json() for p in self.pools], "database_error": self.dead_letters_error,
+                "broken_keys": self.broken_keys}
 
 
 @dataclass(frozen=True)
@@ -303,21 +309,23 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     registry = rt.settings.queues
     policies = [registry.get(q) for q in queues] if queues else list(registry.policies)
     r = rt.redis
+    broken: dict[str, str] = {}
     with r.pipeline(transaction=False) as pipe:
+        reads = _Reads(pipe, broken)
         pipe.time()
-        pipe.smembers(keys.paused())
+        reads.add(set(), "smembers", keys.paused())
         pipe.exists(keys.scheduler_heartbeat())
-        pipe.zrange(keys.workers(), 0, -1, withscores=True)
+        reads.add([], "zrange", keys.workers(), 0, -1, withscores=True)
         pipe.exists(keys.rq_suspended())
-        pipe.smembers(keys.rq_workers())
+        reads.add(set(), "smembers", keys.rq_workers())
         for p in policies:
             pipe.exists(keys.throttle(p.name))
             for _prio, level in p.levels():
-                pipe.llen(keys.queue_list(level))
-                pipe.zcard(keys.wip(level))
-                pipe.zcard(keys.scheduled(level))
-                pipe.lindex(keys.queue_list(level), 0)
-        first = pipe.execute()
+                reads.add(0, "llen", keys.queue_list(level))
+                reads.add(0, "zcard", keys.wip(level))
+                reads.add(0, "zcard", keys.scheduled(level))
+                reads.add(None, "lindex", keys.queue_list(level), 0)
+        first = reads.execute()
     server_s, micros = first[0]
     now_s = float(now) if now is not None else server_s + micros / 1e6
     paused = {m.decode() for m in first[1]}
@@ -343,20 +351,26 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
         per_queue.append((throttled, waiting, active, delayed, heads))
     scopes = _rate_scopes(policies)
     with r.pipeline(transaction=False) as pipe:
+        reads = _Reads(pipe, broken)
         for name in pool_names:
-            pipe.hgetall(keys.worker(name.decode()))
+            reads.add({}, "hgetall", keys.worker(name.decode(errors="replace")))
         for p, (*_x, heads) in zip(policies, per_queue, strict=True):
             for m in range(minute - WINDOW_MIN + 1, minute + 1):
-                pipe.hgetall(keys.metrics(p.name, m))
+                reads.add({}, "hgetall", keys.metrics(p.name, m))
             for head in heads:
-                pipe.hget(keys.job(head.decode()), "enqueued_at")
+                reads.add(None, "hget", keys.job(head.decode(errors="replace")), "enqueued_at")
             if durations:
-                pipe.hgetall(keys.durations(p.name))
+                reads.add({}, "hgetall", keys.durations(p.name))
         for key in rq_worker_keys:
-            pipe.hmget(key, ["version", "queues"])
+            reads.add([None, None], "hmget", key, ["version", "queues"])
         for key, window_us, _limit, _queue in scopes:
-            pipe.zcount(key, f"({now_s * 1e6 - window_us:.0f}", "+inf")
-        second = pipe.execute()
+            reads.add(0, "zcount", key, f"({now_s * 1e6 - window_us:.0f}", "+inf")
+        second = reads.execute()
+    if broken:  # what those keys hold instead (only when there are some: one more round trip)
+        with r.pipeline(transaction=False) as pipe:
+            for key in broken:
+                pipe.type(key)
+            broken = {k: _text(t) for k, t in zip(broken, pipe.execute(), strict=True)}
     rq_infos = second[len(second) - len(scopes) - len(rq_worker_keys):len(second) - len(scopes)]
     used: dict[str, int] = {}
     for (_k, _w, _limit, queue), n in zip(scopes, second[len(second) - len(scopes):], strict=True):
@@ -399,7 +413,35 @@ def snapshot(rt: Runtime, queues: Sequence[str] | None = None, now: float | None
     levels = {level for p in policies for _p, level in p.levels()}
     return Snapshot(iso(datetime.fromtimestamp(now_s, UTC)), now_s, tuple(out), scheduler_alive,
                     dl.error if dl else None, suspended, _foreign(rq_worker_keys, rq_infos, levels),
-                    pools, tuple(histograms))
+                    pools, tuple(histograms), broken)
+
+
+class _Reads:
+    """Pipelined reads where a key of the wrong type (foreign data, SPEC §9) reads as `default` and is
+    noted in `broken` (key -> ""), so one such key never fails a whole snapshot; other errors raise."""
+
+    def __init__(self, pipe: Any, broken: dict[str, str]) -> None:
+        self.pipe, self.broken = pipe, broken
+        self.slots: list[tuple[int, Any, str]] = []  # (reply index, default, key)
+
+    def add(self, default: Any, method: str, key: str, *args: Any, **kwargs: Any) -> None:
+        self.slots.append((len(self.pipe.command_stack), default, key))
+        getattr(self.pipe, method)(key, *args, **kwargs)
+
+    def execute(self) -> list[Any]:
+        replies = self.pipe.execute(raise_on_error=False)
+        for index, default, key in self.slots:
+            if isinstance(replies[index], redis.ResponseError) and "WRONGTYPE" in str(replies[index]):
+                replies[index] = default
+                self.broken[key] = ""
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+
+def _text(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
 def _minutes(hashes: Sequence[dict[bytes, bytes]]) -> tuple[list[float], list[float], list[int], list[int]]:
@@ -449,7 +491,7 @@ def _pools(r: Any, index: Sequence[tuple[bytes, float]], infos: Sequence[dict[by
             for names in runners:
                 for runner in names:
                     pipe.hlen(keys.active(runner))
-            held = [int(n) for n in pipe.execute()]
+            held = [n if isinstance(n, int) else 0 for n in pipe.execute(raise_on_error=False)]  # not a hash: 0
     out, k = [], 0
     for (name, score, info), names in zip(live, runners, strict=True):
         running = sum(held[k:k + len(names)])

@@ -178,3 +178,39 @@ def test_a_retry_that_cannot_be_queued_again_is_dead_lettered(rt: Runtime, pools
         assert f"job {jid} on " in err and "could not be queued again" in err
     assert rt.redis.zscore(keys.failed("push"), delayed) is not None  # RQ's failed registry has it
     assert rt.redis.get(keys.scheduled("push")) == rt.redis.get(keys.queue_list("webhook-retry")) == b"hello"
+
+
+def test_stats_and_health_read_around_wrong_type_keys_and_name_them(rt: Runtime, cli_env: dict[str, str]) -> None:
+    """One foreign key used to fail the whole snapshot (stats exit 1, health UNKNOWN); now its figures
+    count as empty, stats lists it and health is CRITICAL naming it."""
+    import json
+    import sys
+
+    broken = {keys.queue_list("image-processing"): "string", keys.scheduled("push"): "string",
+              keys.paused(): "string", keys.wip("email.p3"): "list"}
+    for key, kind in broken.items():
+        rt.redis.set(key, "x") if kind == "string" else rt.redis.rpush(key, "x")
+    ok = enqueue(rt, "push", "send-push", push()).id
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobctl", *args], env=cli_env, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    out = cli("stats", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["broken_keys"] == broken
+    by_name = {q["name"]: q for q in doc["queues"]}
+    assert by_name["push"]["waiting"] == 1 and by_name["image-processing"]["waiting"] == 0, ok
+    table = cli("stats")
+    assert table.returncode == 0 and f"Redis key {keys.scheduled('push')} holds a string" in table.stdout
+    health = cli("health", "--json")
+    assert health.returncode == 2, health.stdout + health.stderr
+    check = next(c for c in json.loads(health.stdout)["checks"] if c["name"] == "keys")
+    assert check["status"] == "CRITICAL" and check["broken_keys"] == broken
+    assert (f"4 Redis key(s) hold another type than jobctl and RQ keep there: {keys.paused()} (string)"
+            in check["message"])
+    for key in broken:
+        rt.redis.delete(key)
+    check = next(c for c in json.loads(cli("health", "--json").stdout)["checks"] if c["name"] == "keys")
+    assert check["status"] == "OK"

@@ -36,6 +36,8 @@ def _judged(rt: Runtime, snap: metrics.Snapshot) -> tuple[dict[str, tuple[str, .
         [f"non-jobctl RQ worker {w} serves {', '.join(q)}" for w, q in snap.foreign_workers.items()]
     if snap.dead_letters_error:
         notes.append(f"dead letters not counted: {snap.dead_letters_error}")
+    notes += [f"Redis key {k} holds a {t}, not what jobctl and RQ keep there: counted as empty (see jobctl health)"
+              for k, t in snap.broken_keys.items()]
     delayed = sum(q.delayed for q in snap.queues)
     if delayed and not snap.scheduler_alive:
         notes.append(f"{delayed} delayed job(s) but no scheduler heartbeat in 30 s")
