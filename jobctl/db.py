@@ -146,6 +146,7 @@ dead_letters = Table(
     UniqueConstraint("job_id", "failed_at", name="uq_dead_letters_job_failed"),
     Index("ix_dead_letters_status_failed", "status", "failed_at"),
     Index("ix_dead_letters_queue_failed", "queue", "failed_at"),
+    Index("ix_dead_letters_failed_id", "failed_at", "id"),  # pages over every status: newest first, no sort
     # at most one open entry per job (a job that fails again supersedes it); added to existing stores,
     # after merging duplicates, by jobctl.deadletter's migration
     Index("uq_dead_letters_open_job", "job_id", unique=True, sqlite_where=text("status = 'open'"),

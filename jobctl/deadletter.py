@@ -62,6 +62,7 @@ BUSY_WAITS_S = (0.5, 1.0)  # a locked SQLite file: try again after these before 
 STATUSES = ("open", "replayed", "purged")
 MAX_ID = 2**31 - 1  # the largest id an `integer` column holds on PostgreSQL (SQLite's is larger)
 OPEN_INDEX = "uq_dead_letters_open_job"
+PAGE_INDEX = "ix_dead_letters_failed_id"  # keyset pages over every status (jobctl.web.paging)
 _READY: set[str] = set()  # database URLs whose tables this process has created
 
 dead_letter_audit = Table(
@@ -365,8 +366,12 @@ class DeadLetterStore:
 def _migrate(_metadata: Any, conn: Connection, **_kw: Any) -> None:
     """`db.init_db` (`jobctl db init`, or a store's first use in a process) on a store made before
     `uq_dead_letters_open_job`: merge each job's open entries into its newest (the older ones become
-    `replayed` by the job itself, which ran again under its own id, and are audited), then add the index."""
-    if any(i["name"] == OPEN_INDEX for i in inspect(conn).get_indexes(dead_letters.name)):
+    `replayed` by the job itself, which ran again under its own id, and are audited), then add the index.
+    A store made before the paging index (`ix_dead_letters_failed_id`) gets it too."""
+    present = {i["name"] for i in inspect(conn).get_indexes(dead_letters.name)}
+    if PAGE_INDEX not in present:
+        next(i for i in dead_letters.indexes if i.name == PAGE_INDEX).create(conn, checkfirst=True)
+    if OPEN_INDEX in present:
         return
     t = dead_letters.c
     dup = select(t.job_id).where(t.status == "open").group_by(t.job_id).having(func.count() > 1)

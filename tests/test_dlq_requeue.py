@@ -188,12 +188,14 @@ def test_db_init_migrates_a_store_with_duplicate_open_entries(cli_env: dict[str,
     base = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX IF EXISTS uq_dead_letters_open_job"))
+        conn.execute(text("DROP INDEX IF EXISTS ix_dead_letters_failed_id"))  # the paging index came later too
         for n, job_id in enumerate(["a", "b", "a", "a"]):
             conn.execute(insert(db.dead_letters).values(queue="push", job="send-push", job_id=job_id, data="{}",
                                                         attempts=1, failed_at=base + timedelta(minutes=n)))
     env = cli_env | {"JOBCTL_DATABASE_URL": database_url}
     run(env, "db", "init")
-    assert "uq_dead_letters_open_job" in {i["name"] for i in inspect(engine).get_indexes("dead_letters")}
+    assert {"uq_dead_letters_open_job", "ix_dead_letters_failed_id"} <= {
+        i["name"] for i in inspect(engine).get_indexes("dead_letters")}
     t = db.dead_letters.c
     with engine.connect() as conn:
         rows = conn.execute(select(db.dead_letters).order_by(t.id)).all()

@@ -22,6 +22,7 @@ from sqlalchemy import event, insert
 from jobctl import db
 from jobctl import deadletter as dl
 from jobctl.runtime import Runtime
+from jobctl.web import paging
 from tests.support.jobs import hook, push
 from tests.web.conftest import browser_sign_in, csrf_of, origin_of, signed_in
 
@@ -187,3 +188,20 @@ def test_replay_these_from_the_third_page_in_the_browser(site: str, rt: Runtime,
     browser.find_element(By.ID, "confirm-button").click()
     assert len(browser.find_elements(By.XPATH, "//td[text()='replayed']")) == 20
     assert {e.id for e in dl.store_for(rt).entries(dl.Filter(status="replayed"))} == before | set(ids)
+
+
+def test_a_page_over_every_status_reads_an_index_in_order(site: str, rt: Runtime, statements: list[str]) -> None:
+    """`status=any` with no queue: the keyset read walks ix_dead_letters_failed_id instead of sorting every
+    match (46-99 ms at 100,000 entries before the index); SQLite's plan says so for every page's reads."""
+    rows = _seed(rt, 500)
+    s = signed_in(site)
+    statements.clear()
+    deep = f"{site}/dead-letters?status=any&limit=50&start={paging.Key(rows[300]['failed_at'], rows[300]['id']).text()}"
+    for url in (f"{site}/dead-letters?status=any&limit=50", deep):
+        assert s.get(url, timeout=30).status_code == 200
+    keyed = [(q, p) for q, p in statements if "FROM dead_letters" in q and q.rstrip().endswith("LIMIT ? OFFSET ?")]
+    assert len(keyed) == 3  # the first page; the deep page and its newer keys
+    with db.engine_for(rt.settings.database_url).connect() as conn:
+        for q, p in keyed:
+            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {q}", tuple(p)))
+            assert "ix_dead_letters_failed_id" in plan and "TEMP B-TREE" not in plan, plan
