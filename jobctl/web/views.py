@@ -270,8 +270,9 @@ def workers() -> str:
 def schedules_page() -> str:
     """Installed schedules with their next run (`jobctl schedule list`)."""
     now = datetime.now(UTC)
-    rows = [(s, iso(schedules.next_due(s, now))) for s in schedules.load_all(state().rt)]
-    return render_template("schedules.html", rows=rows)
+    valid, invalid = schedules.load(state().rt)  # StoreUnreadable: the error page, with the reason
+    rows = [(s, iso(schedules.next_due(s, now))) for s in valid]
+    return render_template("schedules.html", rows=rows, invalid=invalid)
 
 
 def stats_json() -> Response:

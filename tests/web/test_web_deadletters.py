@@ -126,3 +126,16 @@ def test_out_of_range_filters_are_a_clear_refusal(site: str, rt: Runtime) -> Non
         done = s.post(f"{site}/dead-letters/purge", data={"csrf": csrf_of(form), "ids": "99999999999999999999"},
                       headers={"Origin": origin_of(site)}, timeout=30)
         assert done.status_code == 400 and "ids are whole numbers from 1 to 2147483647" in done.text
+
+
+def test_schedules_page_lists_invalid_entries_with_the_reason(site: str, rt: Runtime) -> None:
+    from jobctl import keys, schedules
+
+    schedules.install(rt, schedules.DEFAULTS, datetime.now(UTC))
+    rt.redis.hset(keys.schedules(), "bad", "not json <b>")
+    with signed_in(site) as s:
+        page = s.get(f"{site}/schedules", timeout=30)
+    assert page.status_code == 200
+    assert "cleanup-audit-logs" in page.text and "Invalid entries (skipped)" in page.text
+    row = page.text.split('<table id="invalid-schedules">', 1)[1].split("</table>", 1)[0]
+    assert "<td>bad</td>" in row and "not json &lt;b&gt;" in row  # escaped, never markup
