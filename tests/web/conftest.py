@@ -118,6 +118,7 @@ def browser() -> Iterator[Any]:
 def browser_sign_in(d: Any, base: str, user: str = USER, password: str = PASSWORD) -> None:
     """Sign in through the login form in the browser."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     d.get(f"{base}/login")
     d.delete_all_cookies()
@@ -125,4 +126,6 @@ def browser_sign_in(d: Any, base: str, user: str = USER, password: str = PASSWOR
     d.find_element(By.ID, "user-field").send_keys(user)
     d.find_element(By.ID, "secret-field").send_keys(password)
     d.find_element(By.ID, "sign-in").click()
+    # click() returns before the browser follows the redirect: wait for the signed-in page, not the form
+    WebDriverWait(d, 30).until(lambda drv: drv.find_elements(By.ID, "user"))
     assert d.find_element(By.ID, "user").text == user
