@@ -39,8 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Waiting, active, delayed, last-hour throughput, failures and percentiles, workers and dead letters per"
               "\nqueue; with --watch also activity sparklines, rates, drain times and the workers."),
     "health": ("jobctl.commands.health", "health_cmd",
-               "Check Redis, backlog, failures, workers, scheduler, dead letters; exit 0 OK, 1 WARNING, 2 CRITICAL,"
-               "\n3 UNKNOWN."),
+               "Check Redis, persistence, backlog, failures, workers, scheduler, dead letters, RQ and key types; exit 0"
+               "\nOK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."),
     "metrics": ("jobctl.commands.metrics", "metrics_cmd",
                 "The queue figures of `jobctl stats` in Prometheus text format."),
     "scheduler": ("jobctl.commands.schedule", "scheduler_cmd",

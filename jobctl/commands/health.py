@@ -17,8 +17,8 @@ def health_cmd(
     notify: Annotated[bool, typer.Option("--notify", help="Post new and resolved alerts to the alert webhook "
                                                           "(once per alert per cool-down).")] = False,
 ) -> None:
-    """Check Redis, persistence, backlog, failures, workers, scheduler, dead letters, RQ, and keys of the wrong
-    type where queues and registries belong; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    """Check Redis, persistence, backlog, failures, workers, scheduler, dead letters, RQ and key types; exit 0
+    OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     rt: Runtime = ctx.obj
     report = health.run(rt)
     if as_json:
