@@ -68,7 +68,16 @@ def dead_lettered(env: dict[str, str], cwd: Path) -> str:
     return jid
 
 
-@pytest.mark.parametrize("spent", [False, True], ids=["attempts-left", "attempts-spent"])
+# The whole flow (two pools, RQ's requeue, replays) on SQLite with attempts left and spent, and on
+# PostgreSQL once: the store's upsert and settling are the same SQL whatever the attempts (each flow takes
+# ~15 s; the concurrency and migration tests below run on both databases).
+FLOWS = pytest.mark.parametrize(("database_url", "spent"), [("sqlite", False), ("sqlite", True),
+                                                            ("postgresql", False)],
+                                indirect=["database_url"], ids=["sqlite-attempts-left", "sqlite-attempts-spent",
+                                                                "postgresql-attempts-left"])
+
+
+@FLOWS
 def test_a_requeued_job_failing_again_updates_its_one_open_entry(env: dict[str, str], tmp_path: Path,
                                                                  spent: bool) -> None:
     """QA's case: fail, `rq requeue --all`, fail again. One open entry (the latest reason, traceback and
@@ -93,7 +102,7 @@ def test_a_requeued_job_failing_again_updates_its_one_open_entry(env: dict[str, 
     assert not r_of(env).exists(keys.job(f"dlq-{e['id'] + 1}"))
 
 
-@pytest.mark.parametrize("spent", [False, True], ids=["attempts-left", "attempts-spent"])
+@FLOWS
 def test_a_requeued_job_queued_or_finished_again_is_never_replayed(env: dict[str, str], tmp_path: Path,
                                                                    spent: bool) -> None:
     """Requeued and queued: the dry run skips it with the reason, `dlq sync` marks it replayed by the job
@@ -218,6 +227,7 @@ HUGE = "99999999999999999999"
     ("list", "--since", "99999999d"), ("purge", "--older-than", "99999999d", "--all", "--yes"),
     ("replay", "--since", "99999999d", "--all"), ("export", "--since", "36501d"),
 ], ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # refused before any query: one database
 def test_huge_ids_limits_and_durations_are_one_line_exit_2(env: dict[str, str], tmp_path: Path,
                                                            args: tuple[str, ...]) -> None:
     rt = Runtime(config.load(env=env, cwd=tmp_path))
