@@ -52,6 +52,12 @@ def rt(settings: Settings) -> Runtime:
 
 
 @pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    """A plain Redis client on the test database (for writing what a test plants)."""
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
 def cli_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for running `jobctl` as a subprocess against the test Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCTL_", "REDIS_"))}

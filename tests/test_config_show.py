@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
-import os
-import pty
 import re
-import struct
 import subprocess
-import termios
 from pathlib import Path
 
 import pytest
 
 from jobctl import config
 from jobctl.commands.config import cell, fold
+from tests.support import cli
 from tests.support.cli import JOBCTL
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -32,23 +28,9 @@ def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProce
 
 def in_terminal(env: dict[str, str], cwd: Path, *args: str, columns: int = 80) -> tuple[int, str]:
     """Run jobctl on a pseudo-terminal `columns` wide (COLUMNS set too): (exit code, the screen without escapes)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
     env = env | {"COLUMNS": str(columns), "TERM": "xterm-256color"}
-    proc = subprocess.Popen([JOBCTL, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
-    os.close(slave)
-    screen = b""
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not data:
-            break
-        screen += data
-    rc = proc.wait(timeout=60)
-    os.close(master)
-    return rc, ANSI.sub("", screen.decode()).replace("\r", "")
+    rc, screen, _ = cli.in_pty(env, *args, rows=60, columns=columns, cwd=cwd)
+    return rc, ANSI.sub("", screen).replace("\r", "")
 
 
 def table_rows(screen: str) -> dict[str, tuple[list[str], str]]:

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from jobctl import keys
+from tests.support.cli import jobctl
 
 ROOT = Path(__file__).resolve().parents[1]
 # every second, so the real scheduler fires it within the test
@@ -50,14 +50,7 @@ REASONS = {
 }
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jobctl", *args], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
-
-
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+run = jobctl  # the installed script, output captured
 
 
 def write_garbage(client: redis.Redis) -> None:

@@ -5,30 +5,19 @@ control characters or Rich markup; `--json` keeps them exact. Garbage in a job h
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import redis
 
 from jobctl import keys
+from tests.support.cli import jobctl
 
-ROOT = Path(__file__).resolve().parents[1]
 ESC_JOB = "j\x1b[31m"
 BEL_QUEUE = "q\x07[bold]x[/]"  # BEL, and Rich markup that must not be interpreted
 ERROR = "boom\x1b]0;pwned\x07\x1b[2J\rforged line"
 CONTROL = ("\x1b", "\x07", "\r", "\x9b")
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jobctl", *args], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
-
-
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+run = jobctl  # the installed script, output captured
 
 
 def rows(table: str) -> dict[str, str]:

@@ -3,13 +3,7 @@ terminal or with --json; the commands' output stays exactly what it was."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
-import struct
-import subprocess
-import termios
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +14,8 @@ from jobctl.errors import PermanentFailure
 from jobctl.producer import enqueue, enqueue_many
 from jobctl.runtime import Runtime
 from jobctl.worker import Runner
-from tests.support.cli import JOBCTL, jobctl
+from tests.support import cli
+from tests.support.cli import jobctl
 
 PAYLOAD = {"userId": "u1", "originalPath": "in/a.jpg", "targetPath": "out/a.jpg", "maxWidth": 100,
            "maxHeight": 100, "quality": 80}
@@ -42,27 +37,9 @@ def seed(rt: Runtime, n: int) -> list[int]:
 
 
 def in_pty(env: dict[str, str], *args: str, stdout_is_tty: bool = True) -> tuple[int, str, str]:
-    """Run jobctl with stderr (and stdout unless told otherwise) on a pseudo-terminal of 120x40:
-    (exit code, what the terminal received, what a piped stdout received)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    """jobctl on a 120x40 pseudo-terminal, its own size (no COLUMNS or LINES)."""
     env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")} | {"TERM": "xterm-256color"}
-    proc = subprocess.Popen([JOBCTL, *args], env=env, stdin=subprocess.DEVNULL, stderr=slave,
-                            stdout=slave if stdout_is_tty else subprocess.PIPE)
-    os.close(slave)
-    screen = b""
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not data:
-            break
-        screen += data
-    piped = proc.stdout.read() if proc.stdout else b""
-    rc = proc.wait(timeout=60)
-    os.close(master)
-    return rc, screen.decode(errors="replace"), piped.decode()
+    return cli.in_pty(env, *args, stdout_is_tty=stdout_is_tty)
 
 
 def test_long_commands_are_silent_when_stdout_is_not_a_terminal(env: dict[str, str], rt: Runtime) -> None:
