@@ -42,12 +42,8 @@ local function try(...)  -- redis.call that skips a key of the wrong type (the s
   return r
 end
 local function place(...)  -- put the job back: false when the key holds another type
-  local r = redis.pcall(...)
-  if type(r) == 'table' and r.err then
-    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r) end
-    return false
-  end
-  return true
+  local r = try(...)
+  return not (type(r) == 'table' and r.err)
 end
 local unplaced = false  -- the key a retry or requeue could not put the job back into
 local sec, usec = jc_now()

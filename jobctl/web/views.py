@@ -136,8 +136,7 @@ def _filter(args: Any, default_status: str | None = "open") -> tuple[dl.Filter, 
         limit = int(given["limit"]) if given["limit"] else 100
     except ValueError:
         raise UsageError("ids and limit must be whole numbers") from None
-    if any(not 1 <= i <= dl.MAX_ID for i in ids):
-        raise UsageError(f"ids are whole numbers from 1 to {dl.MAX_ID}")
+    _check_ids(ids)
     flt = dl.Filter(ids=ids, queue=given["queue"] or None, job=given["job"] or None,
                     since_s=parse_duration(given["since"], "since", MAX_AGE_S) if given["since"] else None,
                     status=status, limit=max(1, min(limit, MAX_SELECTION)), error=given["reason"] or None)
@@ -190,6 +189,12 @@ def preview(action: str) -> str:
                            given=given)
 
 
+def _check_ids(ids: tuple[int, ...]) -> None:
+    """Dead-letter ids the store can hold (the CLI's bounds), or a UsageError (400)."""
+    if any(not 1 <= i <= dl.MAX_ID for i in ids):
+        raise UsageError(f"ids are whole numbers from 1 to {dl.MAX_ID}")
+
+
 def act(action: str) -> str:
     """Replay or purge the dead letters a preview listed (ids only), audited with the user."""
     rt = state().rt
@@ -199,8 +204,7 @@ def act(action: str) -> str:
         raise UsageError("ids must be whole numbers") from None
     if not ids:
         raise UsageError("nothing selected: preview a selection first")
-    if any(not 1 <= i <= dl.MAX_ID for i in ids):
-        raise UsageError(f"ids are whole numbers from 1 to {dl.MAX_ID}")
+    _check_ids(ids)
     if len(ids) > MAX_SELECTION:
         raise UsageError(f"at most {MAX_SELECTION} dead letters at once")
     with dl.acting_as(_actor()):
